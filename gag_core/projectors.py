@@ -1,0 +1,112 @@
+"""Projectors: memory [B, layers, K, h_expert] -> [B, K, h_base], in the base's input-embedding space.
+
+A ``ProjectorBundle`` is the trained part of a domain: the per-slot layer mixer plus the projector proper.
+Every size comes from :class:`ProjectorConfig`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+
+@dataclass
+class ProjectorConfig:
+    kind: str = field(default="mlp2x_gelu", metadata={"help": "mlp2x_gelu | gated_residual"})
+    expert_hidden: int = field(default=576, metadata={"help": "expert hidden size (input)"})
+    base_hidden: int = field(default=576, metadata={"help": "base embedding size (output)"})
+    slots: int = field(default=4, metadata={"help": "K memory vectors"})
+    layers: int = field(default=4, metadata={"help": "number of expert layers the readout provides"})
+    hidden: int = field(default=0, metadata={"help": "inner width; 0 = base_hidden"})
+    output_scale: float = field(default=1.0, metadata={"help": "initial output gain (set to the base embedding RMS)"})
+
+    def __post_init__(self):
+        if self.kind not in ("mlp2x_gelu", "gated_residual"):
+            raise ConfigError(f"Unknown projector kind {self.kind!r}; expected mlp2x_gelu or gated_residual.")
+        for name in ("expert_hidden", "base_hidden", "slots", "layers"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"projector.{name} must be >= 1; got {getattr(self, name)}.")
+        if not self.hidden:
+            self.hidden = self.base_hidden
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class LayerMixer(nn.Module):
+    """Learned per-slot softmax weights over the readout's layers: [B, L, K, H] -> [B, K, H]."""
+
+    def __init__(self, layers: int, slots: int):
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(slots, layers))
+
+    def forward(self, memory: torch.Tensor) -> torch.Tensor:
+        weights = torch.softmax(self.logits, dim=-1)  # [K, L]
+        return torch.einsum("blkh,kl->bkh", memory, weights.to(memory.dtype))
+
+
+class Mlp2xGeluProjector(nn.Module):
+    """LLaVA's mlp2x_gelu with a LayerNorm in front: LN -> Linear -> GELU -> Linear."""
+
+    kind = "mlp2x_gelu"
+
+    def __init__(self, config: ProjectorConfig):
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(config.expert_hidden), nn.Linear(config.expert_hidden, config.hidden),
+                                 nn.GELU(), nn.Linear(config.hidden, config.base_hidden))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class GatedResidualProjector(nn.Module):
+    """Paper v4: b = Linear(LN(x)); out = b + sigmoid(W_g LN(b)) * MLP(LN(b))."""
+
+    kind = "gated_residual"
+
+    def __init__(self, config: ProjectorConfig):
+        super().__init__()
+        self.inp = nn.Sequential(nn.LayerNorm(config.expert_hidden), nn.Linear(config.expert_hidden, config.base_hidden))
+        self.norm = nn.LayerNorm(config.base_hidden)
+        self.gate = nn.Linear(config.base_hidden, config.base_hidden)
+        self.mlp = nn.Sequential(nn.Linear(config.base_hidden, config.hidden), nn.GELU(),
+                                 nn.Linear(config.hidden, config.base_hidden))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.inp(x)
+        h = self.norm(b)
+        return b + torch.sigmoid(self.gate(h)) * self.mlp(h)
+
+
+BUILTIN_PROJECTORS = {cls.kind: cls for cls in (Mlp2xGeluProjector, GatedResidualProjector)}
+
+
+class ProjectorBundle(nn.Module):
+    """Layer mixer + projector + output gain; what ``projector.safetensors`` holds."""
+
+    def __init__(self, config: ProjectorConfig, projector_cls: type[nn.Module] | None = None):
+        super().__init__()
+        self.config = config
+        cls = projector_cls or BUILTIN_PROJECTORS[config.kind]
+        self.mixer = LayerMixer(config.layers, config.slots)
+        self.projector = cls(config)
+        self.gain = nn.Parameter(torch.tensor(float(config.output_scale)))
+
+    def forward(self, memory: torch.Tensor) -> torch.Tensor:
+        if memory.dim() != 4:
+            raise ConfigError(f"Projector input must be [batch, layers, slots, hidden]; got {tuple(memory.shape)}.")
+        _, layers, slots, hidden = memory.shape
+        c = self.config
+        if (layers, slots, hidden) != (c.layers, c.slots, c.expert_hidden):
+            from .errors import InjectionError
+            raise InjectionError(
+                f"Readout memory is (layers={layers}, slots={slots}, hidden={hidden}) but the projector expects "
+                f"(layers={c.layers}, slots={c.slots}, hidden={c.expert_hidden}); the module was trained with a "
+                "different readout or expert model.")
+        param = next(self.parameters())
+        x = self.mixer(memory.to(device=param.device, dtype=param.dtype))
+        return self.projector(x) * self.gain

@@ -1,0 +1,219 @@
+"""Expert readouts: turn the expert's hidden states for a question into a memory tensor.
+
+Every readout returns memory of shape [batch, layers, slots, h_expert]; the projector's layer mixer
+fuses the layer axis. Kinds:
+- ``final_token`` (paper v1): state at the final generation step, one layer (default -4), one slot.
+- ``multi_slot`` (paper v4): the generated trajectory at layers {-1,-2,-4,-6}, cut into K contiguous
+  segments, each pooled with softmax weights over token norms, then LayerNorm and clamp to +-10.
+- ``prefill``: the question prompt only, no generation. K=1 takes the prompt's final position (the state
+  that predicts the answer's first token); K>1 pools K segments of the prompt like ``multi_slot``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import ClassVar, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from .errors import ConfigError
+from .models import chat_template_kwargs
+
+DEFAULT_BACKGROUND_PROMPT = "Give the background knowledge needed to answer this question."
+
+
+@dataclass
+class ReadoutConfig:
+    kind: str = field(default="multi_slot", metadata={"help": "final_token | multi_slot | prefill"})
+    layers: list[int] = field(default_factory=lambda: [-1, -2, -4, -6],
+                              metadata={"help": "hidden-state layers read (negative = from the top)"})
+    slots: int = field(default=4, metadata={"help": "K memory vectors per question"})
+    pooling: str = field(default="norm_softmax", metadata={"help": "norm_softmax | mean | last"})
+    background_prompt: str = field(default=DEFAULT_BACKGROUND_PROMPT,
+                                   metadata={"help": "system prompt asking the expert for background"})
+    max_new_tokens: int = field(default=24, metadata={"help": "background generation budget (tokens)"})
+    clamp: float = field(default=10.0, metadata={"help": "memory values are clamped to +-clamp"})
+    layer_norm: bool = field(default=True, metadata={"help": "LayerNorm each pooled vector (no affine)"})
+
+    def __post_init__(self):
+        if self.kind not in ("final_token", "multi_slot", "prefill"):
+            raise ConfigError(f"Unknown readout kind {self.kind!r}; expected final_token, multi_slot or prefill.")
+        if self.slots < 1 or self.slots > 64:
+            raise ConfigError(f"readout.slots must be in 1..64; got {self.slots}.")
+        if not self.layers:
+            raise ConfigError("readout.layers must name at least one layer, e.g. [-4].")
+        if self.pooling not in ("norm_softmax", "mean", "last"):
+            raise ConfigError(f"Unknown pooling {self.pooling!r}; expected norm_softmax, mean or last.")
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"readout.max_new_tokens must be >= 1; got {self.max_new_tokens}.")
+        self.layers = [int(x) for x in self.layers]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ExpertReadout(Protocol):
+    """(expert with the domain adapter active, tokenizer, questions) -> memory [B, layers, slots, h_expert]."""
+
+    kind: ClassVar[str]
+    config: ReadoutConfig
+
+    def read(self, expert, tokenizer, questions: list[str]) -> torch.Tensor: ...
+
+
+# --- pooling -----------------------------------------------------------------------------------
+
+def pool_segments(states: torch.Tensor, mask: torch.Tensor, slots: int, pooling: str) -> torch.Tensor:
+    """Pool one sequence's valid states into ``slots`` contiguous segments.
+
+    states [T, H] and mask [T] bool -> [slots, H]. With fewer valid tokens than slots, tokens repeat.
+    """
+    valid = states[mask]
+    if valid.shape[0] == 0:
+        return states.new_zeros(slots, states.shape[-1])
+    n = valid.shape[0]
+    bounds = torch.linspace(0, n, slots + 1)
+    out = []
+    for k in range(slots):
+        lo = int(bounds[k].floor())
+        hi = max(int(bounds[k + 1].floor()), lo + 1)
+        seg = valid[min(lo, n - 1):min(hi, n)]
+        if pooling == "mean":
+            out.append(seg.mean(0))
+        elif pooling == "last":
+            out.append(seg[-1])
+        else:
+            weights = torch.softmax(seg.float().norm(dim=-1), dim=0).to(seg.dtype)
+            out.append((weights.unsqueeze(-1) * seg).sum(0))
+    return torch.stack(out)
+
+
+def _finish(memory: torch.Tensor, config: ReadoutConfig) -> torch.Tensor:
+    memory = memory.float()
+    if config.layer_norm:
+        memory = F.layer_norm(memory, memory.shape[-1:])
+    return memory.clamp(-config.clamp, config.clamp)
+
+
+# --- shared expert calls -----------------------------------------------------------------------
+
+def expert_prompt_ids(tokenizer, question: str, system_prompt: str | None) -> list[int]:
+    messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [
+        {"role": "user", "content": question}]
+    if tokenizer.chat_template:
+        return tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
+                                             return_dict=False, **chat_template_kwargs(tokenizer))
+    return tokenizer(f"{system_prompt or ''}\nQuestion: {question}\nAnswer:", add_special_tokens=False)["input_ids"]
+
+
+def _left_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
+        attn[i, width - len(s):] = 1
+    return ids.to(device), attn.to(device)
+
+
+def _model_device(model) -> torch.device:
+    return model.get_input_embeddings().weight.device
+
+
+@torch.no_grad()
+def _forward_states(expert, ids, attn, layers: list[int]) -> torch.Tensor:
+    """Hidden states at ``layers`` -> [L, B, T, H]."""
+    out = expert(input_ids=ids, attention_mask=attn, output_hidden_states=True, use_cache=False)
+    hs = out.hidden_states
+    try:
+        return torch.stack([hs[layer] for layer in layers])
+    except IndexError:
+        raise ConfigError(f"readout.layers {layers} is out of range for an expert with {len(hs) - 1} layers.") from None
+
+
+@torch.no_grad()
+def generate_background(expert, tokenizer, questions: list[str], config: ReadoutConfig):
+    """Greedy background generation; returns (ids [B,T], attention [B,T], generated-token mask [B,T])."""
+    device = _model_device(expert)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    prompts = [expert_prompt_ids(tokenizer, q, config.background_prompt) for q in questions]
+    ids, attn = _left_pad(prompts, pad, device)
+    out = expert.generate(input_ids=ids, attention_mask=attn, max_new_tokens=config.max_new_tokens,
+                          do_sample=False, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
+    new = out[:, ids.shape[1]:]
+    # a generated token is valid up to and including the first EOS
+    eos = tokenizer.eos_token_id
+    is_eos = new == eos if eos is not None else torch.zeros_like(new, dtype=torch.bool)
+    after_eos = (is_eos.cumsum(1) - is_eos.long()) > 0
+    gen_mask = ~after_eos
+    full_attn = torch.cat([attn, gen_mask.long()], dim=1)
+    full_gen = torch.cat([torch.zeros_like(attn, dtype=torch.bool), gen_mask], dim=1)
+    return out, full_attn, full_gen
+
+
+class _GeneratingReadout:
+    kind: ClassVar[str] = ""
+
+    def __init__(self, config: ReadoutConfig | None = None):
+        self.config = config or ReadoutConfig(kind=self.kind)
+
+    def read(self, expert, tokenizer, questions: list[str]) -> torch.Tensor:
+        ids, attn, gen = generate_background(expert, tokenizer, questions, self.config)
+        states = _forward_states(expert, ids, attn, self.config.layers)  # [L, B, T, H]
+        return _finish(self._pool(states, attn.bool(), gen), self.config)
+
+
+class FinalTokenReadout(_GeneratingReadout):
+    """Paper v1: the state at the final generation step (last valid position), one slot per layer read."""
+
+    kind = "final_token"
+
+    def _pool(self, states, attn, gen):
+        last = attn.long().cumsum(1).argmax(1)  # index of the last attended token per row
+        picked = states[:, torch.arange(states.shape[1]), last]  # [L, B, H]
+        return picked.permute(1, 0, 2).unsqueeze(2)  # [B, L, 1, H]
+
+
+class MultiSlotReadout(_GeneratingReadout):
+    """Paper v4: K contiguous segments of the generated trajectory at several layers."""
+
+    kind = "multi_slot"
+
+    def _pool(self, states, attn, gen):
+        n_layers, batch = states.shape[:2]
+        out = torch.stack([
+            torch.stack([pool_segments(states[layer, b], gen[b], self.config.slots, self.config.pooling)
+                         for layer in range(n_layers)])
+            for b in range(batch)])
+        return out  # [B, L, K, H]
+
+
+class PrefillReadout:
+    """The question prompt only (one forward pass, no generation)."""
+
+    kind: ClassVar[str] = "prefill"
+
+    def __init__(self, config: ReadoutConfig | None = None):
+        self.config = config or ReadoutConfig(kind="prefill", layers=[-1], slots=1, pooling="last")
+
+    @torch.no_grad()
+    def read(self, expert, tokenizer, questions: list[str]) -> torch.Tensor:
+        device = _model_device(expert)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        prompts = [expert_prompt_ids(tokenizer, q, self.config.background_prompt) for q in questions]
+        ids, attn = _left_pad(prompts, pad, device)
+        states = _forward_states(expert, ids, attn, self.config.layers)  # [L, B, T, H]
+        mask = attn.bool()
+        n_layers, batch = states.shape[:2]
+        if self.config.slots == 1 and self.config.pooling == "last":
+            pooled = states[:, :, -1].permute(1, 0, 2).unsqueeze(2)  # left padding: last column is the final token
+        else:
+            pooled = torch.stack([
+                torch.stack([pool_segments(states[layer, b], mask[b], self.config.slots, self.config.pooling)
+                             for layer in range(n_layers)])
+                for b in range(batch)])
+        return _finish(pooled, self.config)
+
+
+BUILTIN_READOUTS = {cls.kind: cls for cls in (FinalTokenReadout, MultiSlotReadout, PrefillReadout)}

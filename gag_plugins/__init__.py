@@ -1,0 +1,5 @@
+"""gag's plugin layer: hookspecs, the plugin manager, built-in registrations, domain discovery."""
+
+from .hookspecs import hookimpl
+
+__all__ = ["hookimpl"]
