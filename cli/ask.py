@@ -56,6 +56,8 @@ def register(app: typer.Typer) -> None:
         """Answer a question with a domain (or route automatically), or a JSONL file of questions."""
         if (question is None) == (input is None):
             raise InputError("Give a QUESTION or --input FILE (one of them).")
+        if question is not None and not question.strip():  # refuse before loading any model
+            raise InputError("The question is empty; pass a non-empty question.")
         if input is not None and output is None:
             raise InputError("--input needs --output FILE for the answers.")
         wanted = [domain] if domain else ([] if general else None)

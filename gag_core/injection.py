@@ -50,8 +50,15 @@ class InjectionHook:
 
     def __init__(self, tokenizer, instruction: str = DEFAULT_INSTRUCTION, template: str = KNOWLEDGE_TEMPLATE,
                  max_question_tokens: int = MAX_QUESTION_TOKENS):
-        if "{question}" not in template or "{slots}" not in template:
-            raise InjectionError(f"The prompt template must contain {{question}} and {{slots}}; got {template!r}.")
+        q_at, s_at = template.find("{question}"), template.find("{slots}")
+        if (template.count("{question}"), template.count("{slots}")) != (1, 1) or q_at > s_at:
+            raise InjectionError(f"The prompt template must contain {{question}} once, followed by {{slots}} once; "
+                                 f"got {template!r}. Fix the module's prompt.template.")
+        try:
+            template.format(instruction="", question="", slots="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise InjectionError(f"The prompt template {template!r} has a field other than {{instruction}}, "
+                                 f"{{question}} and {{slots}} ({exc!r}); escape literal braces as {{{{ }}}}.") from None
         self.tokenizer = tokenizer
         self.instruction = instruction
         self.template = template
@@ -84,8 +91,8 @@ class InjectionHook:
         self.check_question(question)
         content = self.template.format(instruction=self.instruction, question=_Q, slots=_S)
         rendered = self._render(history or [], content)
-        pre, rest = rendered.split(_Q)
-        mid, post = rest.split(_S)
+        pre, rest = rendered.rsplit(_Q, 1)  # history text may contain the sentinels; ours is the last
+        mid, post = rest.split(_S, 1)
         q_ids = self._user_ids(question)
         if len(q_ids) > self.max_question_tokens:
             raise InputError(f"The question is {len(q_ids)} tokens long; the limit is {self.max_question_tokens}. "
@@ -99,7 +106,7 @@ class InjectionHook:
         """The general route: the question as the user's turn, no knowledge slots."""
         self.check_question(question)
         rendered = self._render(history or [], _Q)
-        pre, post = rendered.split(_Q)
+        pre, post = rendered.rsplit(_Q, 1)
         q_ids = self._user_ids(question)
         if len(q_ids) > self.max_question_tokens:
             raise InputError(f"The question is {len(q_ids)} tokens long; the limit is {self.max_question_tokens}.")
@@ -110,8 +117,8 @@ class InjectionHook:
         self.check_question(question)
         content = self.template.format(instruction=self.instruction, question=_Q, slots=_S)
         rendered = self._render(history or [], content)
-        pre, rest = rendered.split(_Q)
-        mid, post = rest.split(_S)
+        pre, rest = rendered.rsplit(_Q, 1)  # history text may contain the sentinels; ours is the last
+        mid, post = rest.split(_S, 1)
         ids = (self._template_ids(pre) + self._user_ids(question) + self._template_ids(mid)
                + self._user_ids(knowledge) + self._template_ids(post))
         return BuiltPrompt(ids, [])

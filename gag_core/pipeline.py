@@ -86,6 +86,16 @@ class GagPipeline:
         from peft import PeftModel
 
         module.check_base(self.base)
+        readout_cls = readout_cls or BUILTIN_READOUTS.get(module.manifest.readout.kind)
+        if readout_cls is None:
+            raise IncompatibleModuleError(
+                f"Domain {module.name!r} needs readout {module.manifest.readout.kind!r}, which is not built in; pass "
+                "readout_cls (the class its plugin registers) or load it through gag_plugins.api.GAG.")
+        # everything that can refuse the module runs before its adapter is attached to the shared expert
+        readout = readout_cls(module.manifest.readout)
+        projector = module.load_projector(projector_cls)
+        hook = InjectionHook(self.tokenizer, **{k: v for k, v in module.manifest.prompt.items()
+                                               if k in ("instruction", "template")})
         key, slot = self._expert_for(module.manifest.expert["id"])
         model, tok = slot
         module.check_expert(model)
@@ -98,11 +108,7 @@ class GagPipeline:
             slot[0] = model
         model.eval()
         model.requires_grad_(False)
-        readout = (readout_cls or BUILTIN_READOUTS[module.manifest.readout.kind])(module.manifest.readout)
-        device = self.base.get_input_embeddings().weight.device
-        projector = module.load_projector(projector_cls).to(device)
-        hook = InjectionHook(self.tokenizer, **{k: v for k, v in module.manifest.prompt.items()
-                                               if k in ("instruction", "template")})
+        projector = projector.to(self.base.get_input_embeddings().weight.device)
         loaded = LoadedDomain(module, readout, projector, hook, key)
         self.domains[module.name] = loaded
         return loaded
@@ -121,6 +127,7 @@ class GagPipeline:
         d = self.domain(name)
         model, tok = self.experts[d.expert_id]
         model.set_adapter(name)
+        model.requires_grad_(False)  # peft's set_adapter marks the active adapter trainable; the expert stays frozen
         raw = d.readout.read(model, tok, questions)
         return d.projector(raw)
 

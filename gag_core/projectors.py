@@ -6,12 +6,15 @@ Every size comes from :class:`ProjectorConfig`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
 from .errors import ConfigError
+
+KIND_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")  # built-in or plugin kind names
 
 
 @dataclass
@@ -25,8 +28,10 @@ class ProjectorConfig:
     output_scale: float = field(default=1.0, metadata={"help": "initial output gain (set to the base embedding RMS)"})
 
     def __post_init__(self):
-        if self.kind not in ("mlp2x_gelu", "gated_residual"):
-            raise ConfigError(f"Unknown projector kind {self.kind!r}; expected mlp2x_gelu or gated_residual.")
+        # Plugins register further kinds; ProjectorBundle refuses a kind it has no class for.
+        if not isinstance(self.kind, str) or not KIND_RE.match(self.kind):
+            raise ConfigError(f"Invalid projector kind {self.kind!r}; expected mlp2x_gelu, gated_residual or a "
+                              "plugin's kind (lowercase letters, digits, '_', '-', '.').")
         for name in ("expert_hidden", "base_hidden", "slots", "layers"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"projector.{name} must be >= 1; got {getattr(self, name)}.")
@@ -91,7 +96,10 @@ class ProjectorBundle(nn.Module):
     def __init__(self, config: ProjectorConfig, projector_cls: type[nn.Module] | None = None):
         super().__init__()
         self.config = config
-        cls = projector_cls or BUILTIN_PROJECTORS[config.kind]
+        cls = projector_cls or BUILTIN_PROJECTORS.get(config.kind)
+        if cls is None:
+            raise ConfigError(f"Projector kind {config.kind!r} is not built in; pass the class its plugin registers "
+                              "(projector_cls) or install the plugin that provides it.")
         self.mixer = LayerMixer(config.layers, config.slots)
         self.projector = cls(config)
         self.gain = nn.Parameter(torch.tensor(float(config.output_scale)))

@@ -11,6 +11,7 @@ fuses the layer axis. Kinds:
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import ClassVar, Protocol
 
@@ -21,6 +22,7 @@ from .errors import ConfigError
 from .models import chat_template_kwargs
 
 DEFAULT_BACKGROUND_PROMPT = "Give the background knowledge needed to answer this question."
+KIND_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 
 
 @dataclass
@@ -37,10 +39,16 @@ class ReadoutConfig:
     layer_norm: bool = field(default=True, metadata={"help": "LayerNorm each pooled vector (no affine)"})
 
     def __post_init__(self):
-        if self.kind not in ("final_token", "multi_slot", "prefill"):
-            raise ConfigError(f"Unknown readout kind {self.kind!r}; expected final_token, multi_slot or prefill.")
+        # Plugins register further kinds, so any well-formed name is accepted here; the registry lookup
+        # (GAG.add_domain / GagPipeline.add_domain) refuses a kind nobody registered.
+        if not isinstance(self.kind, str) or not KIND_RE.match(self.kind):
+            raise ConfigError(f"Invalid readout kind {self.kind!r}; expected final_token, multi_slot, prefill or a "
+                              "plugin's kind (lowercase letters, digits, '_', '-', '.').")
         if self.slots < 1 or self.slots > 64:
             raise ConfigError(f"readout.slots must be in 1..64; got {self.slots}.")
+        if self.kind == "final_token" and self.slots != 1:
+            raise ConfigError(f"The final_token readout gives one vector per layer; set readout.slots to 1 "
+                              f"(got {self.slots}) or use multi_slot for K > 1.")
         if not self.layers:
             raise ConfigError("readout.layers must name at least one layer, e.g. [-4].")
         if self.pooling not in ("norm_softmax", "mean", "last"):
@@ -156,7 +164,8 @@ class _GeneratingReadout:
     kind: ClassVar[str] = ""
 
     def __init__(self, config: ReadoutConfig | None = None):
-        self.config = config or ReadoutConfig(kind=self.kind)
+        self.config = config or (ReadoutConfig(kind="final_token", layers=[-4], slots=1) if self.kind == "final_token"
+                                 else ReadoutConfig(kind=self.kind))
 
     def read(self, expert, tokenizer, questions: list[str]) -> torch.Tensor:
         ids, attn, gen = generate_background(expert, tokenizer, questions, self.config)

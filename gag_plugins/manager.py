@@ -42,13 +42,11 @@ def load_plugins() -> pluggy.PluginManager:
         if pm.has_plugin(ep.name):
             continue
         try:
-            plugin = ep.load()
+            pm.register(ep.load(), name=ep.name)  # register validates the hookimpls: part of loading
         except Exception as exc:  # a broken third-party plugin must not hide the others
             msg = f"Plugin {ep.name!r} ({dist}) failed to load: {exc}. Set GAG_LOAD_PLUGINS='' to start without plugins."
             load_errors.append(msg)
             log.warning(msg)
-            continue
-        pm.register(plugin, name=ep.name)
     return pm
 
 

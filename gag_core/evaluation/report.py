@@ -84,15 +84,17 @@ def _plot(path: Path, name: str, spec: PlotSpec) -> None:
     if values and all(isinstance(v, Real) for v in values):
         labels = list(series.keys())
         bars = ax.bar(range(len(labels)), [float(v) for v in values], color="tab:blue")
-        ax.set_xticks(range(len(labels)), labels, rotation=20 if len(labels) > 4 else 0, ha="right" if len(labels) > 4 else "center")
+        crowded = len(labels) > 4
+        ax.set_xticks(range(len(labels)), labels, rotation=20 if crowded else 0, ha="right" if crowded else "center")
         ax.bar_label(bars, fmt="%.3g", fontsize=8)
     else:
         for label, points in series.items():
-            try:
-                xs, ys = zip(*points) if points else ((), ())
-            except (TypeError, ValueError):
+            if not isinstance(points, Sequence) or isinstance(points, (str, bytes)) or not all(
+                    isinstance(pt, Sequence) and len(pt) == 2 and all(isinstance(v, Real) for v in pt)
+                    for pt in points):
                 raise DataError(f"Plot {name!r}, series {label!r}: expected a number (bar) or a list of "
-                                f"(x, y) points (line); got {points!r}.") from None
+                                f"(x, y) number pairs (line); got {points!r}.")
+            xs, ys = [pt[0] for pt in points], [pt[1] for pt in points]
             ax.plot(xs, ys, marker="o", label=str(label))
         if series:
             ax.legend(fontsize=8)

@@ -148,8 +148,9 @@ def _cached_encoder(path: str) -> Any:
     try:
         return SentenceTransformer(path, device="cpu")
     except Exception as exc:  # noqa: BLE001 - any loader failure becomes one clear message
-        raise ModelLoadError(f"Could not load the sentence encoder {path!r} ({type(exc).__name__}: {exc}); "
-                             "pass a sentence-transformers folder or Hub id, or omit it for the embedded MiniLM.") from exc
+        raise ModelLoadError(
+            f"Could not load the sentence encoder {path!r} ({type(exc).__name__}: {exc}); "
+            "pass a sentence-transformers folder or Hub id, or omit it for the embedded MiniLM.") from exc
 
 
 def load_sentence_encoder(path: str | Path | None = None) -> Any:

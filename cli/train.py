@@ -1,0 +1,75 @@
+"""``gag train-domain``: QA pairs (+ corpus) -> an installable domain module, every stage resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from gag_core.paths import gag_home
+
+from .console import console, handle_errors
+from .progress import stage_progress
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train-domain")
+    @handle_errors
+    def train_domain_cmd(
+        name: str = typer.Argument(..., help="Domain name (lowercase letters, digits, - _ .)."),
+        qa: Path = typer.Option(..., "--qa", help="Training QA pairs, JSONL with question/answer fields."),
+        corpus: Path = typer.Option(None, "--corpus", help="Raw corpus for domain-adaptive pretraining: JSONL "
+                                    "(text field), a .txt/.md file, or a folder of them."),
+        dev: Path = typer.Option(None, "--dev", help="Dev QA pairs evaluated after each alignment epoch."),
+        expert_only: list[Path] = typer.Option([], "--expert-only-qa", help="QA used in Stage I only (repeatable)."),
+        profile: str = typer.Option("embedded", "--profile", help="embedded (CPU, SmolLM2) or paper (Qwen3-8B/1.7B)."),
+        config: Path = typer.Option(None, "--config", help="TOML/YAML/JSON overrides of the training config."),
+        out: Path = typer.Option(None, "--out", help="Module folder to write (default GAG_HOME/builds/NAME)."),
+        install: bool = typer.Option(False, "--install", help="Install the module when training finishes."),
+        base: str = typer.Option(None, "--base", help="Base model id/folder (overrides the profile)."),
+        expert: str = typer.Option(None, "--expert", help="Expert backbone id/folder (overrides the profile)."),
+        readout: str = typer.Option(None, "--readout", help="Readout kind: final_token, multi_slot or prefill."),
+        projector: str = typer.Option(None, "--projector", help="Projector kind: mlp2x_gelu or gated_residual."),
+        epochs: int = typer.Option(None, "--epochs", help="Alignment epochs (Stage II)."),
+        question_field: str = typer.Option("question", "--question-field"),
+        answer_field: str = typer.Option("answer", "--answer-field"),
+        num_shards: int = typer.Option(1, "--num-shards", help="Split readout caching across this many workers."),
+        shard_rank: int = typer.Option(0, "--shard-rank", help="This worker's shard rank (0..num-shards-1)."),
+        readouts_only: bool = typer.Option(False, "--readouts-only", help="Stop after this worker's readout shards."),
+    ) -> None:
+        """Train a domain module: expert LoRA (Stage I), readout cache, projector alignment (Stage II),
+        router prototypes, model card. Rerun the same command to resume after an interruption.
+
+        Run under `accelerate launch` for data-parallel training."""
+        from gag_core import store
+        from gag_core.readouts import ReadoutConfig
+        from gag_core.training.config import load_config
+        from gag_core.training.train_domain import TrainInputs, train_domain
+
+        overrides: dict = {"base": base, "expert": expert, "question_field": question_field,
+                           "answer_field": answer_field}
+        cfg = load_config(config, profile, overrides)
+        if readout:
+            defaults = {"final_token": dict(layers=[-4], slots=1), "prefill": dict(layers=[-1], slots=1, pooling="last"),
+                        "multi_slot": dict(layers=[-1, -2, -4, -6], slots=4)}
+            if readout not in defaults:
+                from gag_core.errors import ConfigError
+                raise ConfigError(f"Unknown readout {readout!r}; expected one of {sorted(defaults)}.")
+            cfg.readout = ReadoutConfig(kind=readout, max_new_tokens=cfg.readout.max_new_tokens,
+                                        background_prompt=cfg.readout.background_prompt, **defaults[readout])
+        if projector:
+            cfg.stage2.projector = projector
+        if epochs:
+            cfg.stage2.epochs = epochs
+        out = out or gag_home() / "builds" / name
+        inputs = TrainInputs(name, qa, corpus, dev, list(expert_only))
+        with stage_progress() as progress:
+            folder = train_domain(inputs, cfg, out, progress=progress, num_shards=num_shards, shard_rank=shard_rank,
+                                  readouts_only=readouts_only)
+        if folder is None:
+            console.print("Readout shards written; run without --readouts-only to finish.")
+            return
+        console.print(f"[green]Module written[/] → {folder}")
+        if install:
+            installed = store.install_folder(folder, force=True)
+            console.print(f"[green]Installed[/] domain [bold]{installed.name}[/]")

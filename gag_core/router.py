@@ -1,0 +1,248 @@
+"""Prototype Plug-and-play Routing (PPR): training-free routing between ``general`` and every domain.
+
+A frozen encoder embeds questions (L2-normalised). Each route owns a few prototypes (k-means centroids of
+its training questions); a route's score is the highest cosine between the query and its prototypes, and
+the best-scoring route wins. ``general`` is an ordinary competitor whose prototypes come from general
+questions. Adding a domain only adds its prototypes: the scores of the other routes do not move, so a new
+domain can take over the queries it wins and no others (with ``margin=0``; see :class:`PrototypeRouter`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+
+from .errors import ConfigError, DataError
+from .pipeline import GENERAL
+
+DEFAULT_PROTOTYPES = 32
+SENTENCE_ENCODER_NAME = "sentence-transformers:all-MiniLM-L6-v2"
+
+
+@dataclass
+class RouteDecision:
+    route: str  # the chosen route ("general" or a domain name)
+    score: float  # the chosen route's score (max cosine to its prototypes)
+    scores: dict[str, float] = field(default_factory=dict)  # every route's score, router order
+    fallback: bool = False  # True when a domain won by less than the margin and general was chosen instead
+
+    def to_dict(self) -> dict:
+        return {"route": self.route, "route_score": round(self.score, 4),
+                "scores": {k: round(v, 4) for k, v in self.scores.items()}}
+
+
+# --- encoders ----------------------------------------------------------------------------------------
+
+@runtime_checkable
+class Encoder(Protocol):
+    """A frozen question encoder: ``encode(texts)`` -> [N, dim], every row of unit L2 norm."""
+
+    name: str
+    dim: int
+
+    def encode(self, texts: list[str]) -> torch.Tensor: ...
+
+
+class ExpertMeanEncoder:
+    """The paper's encoder: the expert backbone (no adapter active), last hidden state mean-pooled over the
+    question's tokens (attention-masked), L2-normalised. The raw question is encoded, without a chat template."""
+
+    def __init__(self, model, tokenizer, expert_id: str = "expert", batch_size: int = 32):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = f"expert-mean:{expert_id}"
+        self.dim = int(model.get_input_embeddings().weight.shape[1])
+        self.batch_size = batch_size
+
+    def _adapters_off(self):
+        from contextlib import nullcontext
+
+        disable = getattr(self.model, "disable_adapter", None)  # PeftModel: run the plain backbone
+        return disable() if callable(disable) and hasattr(self.model, "peft_config") else nullcontext()
+
+    @torch.no_grad()
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        device = self.model.get_input_embeddings().weight.device
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        out = []
+        with self._adapters_off():
+            for start in range(0, len(texts), self.batch_size):
+                seqs = [self.tokenizer(t, add_special_tokens=False)["input_ids"] or [pad]
+                        for t in texts[start:start + self.batch_size]]
+                width = max(len(s) for s in seqs)  # right padding: positions stay 0..n-1 for every row
+                ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(seqs), width), dtype=torch.long)
+                for i, s in enumerate(seqs):
+                    ids[i, :len(s)] = torch.tensor(s)
+                    mask[i, :len(s)] = 1
+                ids, mask = ids.to(device), mask.to(device)
+                states = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True,
+                                    use_cache=False).hidden_states[-1].float()
+                m = mask.unsqueeze(-1).to(states.dtype)
+                out.append(((states * m).sum(1) / m.sum(1)).cpu())
+        if not out:
+            return torch.zeros(0, self.dim)
+        return F.normalize(torch.cat(out), dim=-1)
+
+
+class SentenceEncoder:
+    """A sentence-transformers model (default: the embedded all-MiniLM-L6-v2, offline on CPU)."""
+
+    def __init__(self, path: str | Path | None = None, batch_size: int = 64):
+        from .evaluation.retrieval import embedded_sentence_encoder_path, load_sentence_encoder
+
+        self.model = load_sentence_encoder(path if path is not None else embedded_sentence_encoder_path())
+        self.name = SENTENCE_ENCODER_NAME if path is None else f"sentence-transformers:{Path(str(path)).name}"
+        self.dim = int(self.model.get_sentence_embedding_dimension())
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        if not texts:
+            return torch.zeros(0, self.dim)
+        emb = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_tensor=True,
+                                normalize_embeddings=True, show_progress_bar=False)
+        return F.normalize(emb.float().cpu(), dim=-1)
+
+
+# --- prototypes --------------------------------------------------------------------------------------
+
+def build_prototypes(embeddings: torch.Tensor, k: int = DEFAULT_PROTOTYPES, seed: int = 0) -> torch.Tensor:
+    """k-means centroids of L2-normalised ``embeddings`` [N, dim] -> [k', dim], L2-normalised.
+
+    k' = min(k, number of distinct rows): a domain with few questions gets fewer prototypes (one question
+    gives one prototype, itself). Deterministic for a given ``seed``.
+    """
+    from sklearn.cluster import KMeans
+
+    if embeddings.dim() != 2 or embeddings.shape[0] == 0:
+        raise DataError(f"Prototypes need a non-empty [N, dim] embedding matrix; got shape {tuple(embeddings.shape)}. "
+                        "Give the domain at least one training question.")
+    if k < 1:
+        raise ConfigError(f"The number of prototypes must be >= 1; got k={k}.")
+    x = F.normalize(embeddings.detach().float().cpu(), dim=-1)
+    n_distinct = int(torch.unique(x, dim=0).shape[0])
+    k = min(k, n_distinct)
+    if k == n_distinct:
+        centroids = torch.unique(x, dim=0)
+    else:
+        km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(x.numpy())
+        centroids = torch.from_numpy(km.cluster_centers_).float()
+    return F.normalize(centroids, dim=-1)
+
+
+def read_questions_file(path: Path) -> list[str]:
+    """The ``question`` field of every line of a JSONL file."""
+    out = []
+    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line)["question"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise DataError(f"{path}:{i}: expected a JSON object with a 'question' field.") from None
+    return out
+
+
+def cached_prototypes(encoder: Encoder, questions_file: Path, cache_folder: Path,
+                      k: int = DEFAULT_PROTOTYPES, seed: int = 0) -> torch.Tensor:
+    """Prototypes of a JSONL file of questions, cached as safetensors under ``cache_folder``.
+
+    The cache key is the encoder's name, the file's sha256, k and seed: editing the file or changing the
+    encoder rebuilds them.
+    """
+    from safetensors.torch import load_file, save_file
+
+    digest = hashlib.sha256(Path(questions_file).read_bytes()).hexdigest()
+    key = hashlib.sha256(f"{encoder.name}\n{digest}\n{k}\n{seed}".encode()).hexdigest()[:16]
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in encoder.name)[:60]
+    path = Path(cache_folder) / f"{Path(questions_file).stem}-{slug}-{key}.safetensors"
+    if path.is_file():
+        try:
+            protos = load_file(str(path))["prototypes"]
+            if protos.dim() == 2 and protos.shape[1] == encoder.dim:
+                return protos
+        except Exception:  # noqa: BLE001 - a damaged cache file is rebuilt, never trusted
+            pass
+    protos = build_prototypes(encoder.encode(read_questions_file(questions_file)), k=k, seed=seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".proto-", suffix=".safetensors", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({"prototypes": protos.contiguous()}, tmp,
+                  metadata={"encoder": encoder.name, "questions_sha256": digest, "k": str(k), "seed": str(seed)})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return protos
+
+
+# --- the router --------------------------------------------------------------------------------------
+
+class PrototypeRouter:
+    """Route a query to ``general`` or a domain: argmax over routes of max cosine to the route's prototypes.
+
+    ``margin`` (default 0, off): when the winner is a domain and leads the runner-up by less than
+    ``margin``, the query goes to ``general`` instead. With ``margin=0`` a newly added domain changes only
+    the routes of queries it wins; with a margin it can also send a query it nearly wins back to general
+    (never to itself).
+    """
+
+    def __init__(self, encoder: Encoder, margin: float = 0.0):
+        if margin < 0:
+            raise ConfigError(f"The routing margin must be >= 0; got {margin}.")
+        self.encoder = encoder
+        self.margin = float(margin)
+        self.prototypes: dict[str, torch.Tensor] = {}  # route -> [n, dim], unit rows; insertion order = tie order
+
+    @property
+    def routes(self) -> list[str]:
+        return list(self.prototypes)
+
+    def add_route(self, name: str, prototypes: torch.Tensor) -> None:
+        if prototypes.dim() != 2 or prototypes.shape[0] == 0 or prototypes.shape[1] != self.encoder.dim:
+            raise ConfigError(f"Prototypes of route {name!r} must be [n >= 1, {self.encoder.dim}] for encoder "
+                              f"{self.encoder.name!r}; got {tuple(prototypes.shape)}. Rebuild them with this encoder.")
+        self.prototypes[name] = F.normalize(prototypes.detach().float().cpu(), dim=-1)
+
+    def add_questions(self, name: str, questions: list[str], k: int = DEFAULT_PROTOTYPES, seed: int = 0) -> None:
+        """Add a route from example questions (encoded and clustered here)."""
+        self.add_route(name, build_prototypes(self.encoder.encode(list(questions)), k=k, seed=seed))
+
+    def remove_route(self, name: str) -> None:
+        self.prototypes.pop(name, None)
+
+    def score_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """[N, dim] unit rows -> [N, routes] max cosine per route."""
+        if not self.prototypes:
+            raise ConfigError("The router has no routes; add the general route and the domains first.")
+        return torch.stack([(embeddings @ p.T).max(dim=1).values for p in self.prototypes.values()], dim=1)
+
+    def decide(self, scores: torch.Tensor) -> list[RouteDecision]:
+        names = self.routes
+        decisions = []
+        for row in scores.tolist():
+            order = sorted(range(len(names)), key=lambda i: (-row[i], i))  # ties: the earlier route wins
+            win = order[0]
+            route, fallback = names[win], False
+            if (self.margin > 0 and route != GENERAL and GENERAL in self.prototypes and len(order) > 1
+                    and row[win] - row[order[1]] < self.margin):
+                route, fallback = GENERAL, True
+            decisions.append(RouteDecision(route, row[names.index(route)], dict(zip(names, row)), fallback))
+        return decisions
+
+    def route_batch(self, questions: list[str]) -> list[RouteDecision]:
+        if not questions:
+            return []
+        return self.decide(self.score_embeddings(self.encoder.encode(list(questions))))
+
+    def route(self, question: str) -> RouteDecision:
+        return self.route_batch([question])[0]

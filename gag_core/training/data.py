@@ -1,0 +1,89 @@
+"""Training inputs: QA pairs (JSONL) and corpora (JSONL, text file, or folder of .txt/.md)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DataError
+
+MIN_QA = 4
+
+
+@dataclass
+class QAPair:
+    question: str
+    answer: str
+    line: int
+    meta: dict
+
+
+def load_qa(path: Path, question_field: str = "question", answer_field: str = "answer",
+            min_rows: int = MIN_QA) -> list[QAPair]:
+    """Read QA pairs; every bad row is reported with its line number, and too-small data is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"QA file {path} does not exist.")
+    rows, bad = [], []
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                bad.append(f"line {i}: not valid JSON ({exc.msg})")
+                continue
+            if not isinstance(row, dict):
+                bad.append(f"line {i}: expected a JSON object")
+                continue
+            q, a = row.get(question_field), row.get(answer_field)
+            if not isinstance(q, str) or not q.strip():
+                bad.append(f"line {i}: missing or empty {question_field!r}")
+            elif not isinstance(a, str) or not a.strip():
+                bad.append(f"line {i}: missing or empty {answer_field!r}")
+            else:
+                rows.append(QAPair(q.strip(), a.strip(), i, row))
+    if bad:
+        shown = "; ".join(bad[:5]) + (f"; … {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise DataError(f"{path} has {len(bad)} bad row(s): {shown}. Fix them (or the field names with "
+                        "--question-field/--answer-field) and rerun.")
+    if len(rows) < min_rows:
+        raise DataError(f"{path} has {len(rows)} QA pairs; at least {min_rows} are needed to train a domain.")
+    return rows
+
+
+def load_corpus_texts(path: Path, text_field: str = "text") -> list[str]:
+    """Corpus documents as plain strings: JSONL (``text`` field), one .txt/.md file, or a folder of them."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix in (".txt", ".md") and p.is_file())
+        if not files:
+            raise DataError(f"Corpus folder {path} holds no .txt or .md files.")
+        return [t for t in (p.read_text(encoding="utf-8", errors="replace").strip() for p in files) if t]
+    if not path.is_file():
+        raise DataError(f"Corpus {path} does not exist.")
+    if path.suffix == ".jsonl":
+        docs = []
+        with open(path, encoding="utf-8") as f:
+            for i, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}:{i}: not valid JSON ({exc.msg}).") from None
+                text = row.get(text_field) if isinstance(row, dict) else None
+                if not isinstance(text, str):
+                    raise DataError(f"{path}:{i}: expected a string field {text_field!r}.")
+                if text.strip():
+                    docs.append(text.strip())
+        if not docs:
+            raise DataError(f"Corpus {path} holds no documents.")
+        return docs
+    text = path.read_text(encoding="utf-8", errors="replace")
+    docs = [p.strip() for p in text.split("\n\n") if p.strip()]
+    if not docs:
+        raise DataError(f"Corpus {path} is empty.")
+    return docs
