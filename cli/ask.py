@@ -18,13 +18,17 @@ from .jsonl import append_rows, completed_rows, read_questions
 ProfileOpt = typer.Option("embedded", "--profile", help="Model profile: embedded (offline CPU) or paper (Qwen3-8B + 1.7B).")
 BaseOpt = typer.Option(None, "--base", help="Base model id or folder (overrides the profile).")
 ExpertOpt = typer.Option(None, "--expert", help="Expert backbone id or folder (overrides the modules' own).")
+RouterEncoderOpt = typer.Option(None, "--router-encoder", help="Router encoder: minilm (default) or expert-mean "
+                                "(or $GAG_ROUTER_ENCODER).")
 
 
-def load_gag(profile: str, base: str | None, expert: str | None, domains: list[str] | None, max_new_tokens: int):
+def load_gag(profile: str, base: str | None, expert: str | None, domains: list[str] | None, max_new_tokens: int,
+             router_encoder: str | None = None, margin: float | None = None):
     from gag_plugins.api import GAG
 
     with console.status("Loading models…"):
-        return GAG.from_installed(domains, profile=profile, base=base, expert=expert, max_new_tokens=max_new_tokens)
+        return GAG.from_installed(domains, profile=profile, base=base, expert=expert, max_new_tokens=max_new_tokens,
+                                  router_encoder=router_encoder, margin=margin)
 
 
 def choose_route(gag, question: str, domain: str | None, general: bool):
@@ -51,7 +55,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of streaming text."),
         batch_size: int = typer.Option(8, "--batch-size", help="Questions generated together (JSONL mode)."),
         max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Answer length budget in tokens."),
-        profile: str = ProfileOpt, base: str = BaseOpt, expert: str = ExpertOpt,
+        profile: str = ProfileOpt, base: str = BaseOpt, expert: str = ExpertOpt, router_encoder: str = RouterEncoderOpt,
     ) -> None:
         """Answer a question with a domain (or route automatically), or a JSONL file of questions."""
         if (question is None) == (input is None):
@@ -61,7 +65,7 @@ def register(app: typer.Typer) -> None:
         if input is not None and output is None:
             raise InputError("--input needs --output FILE for the answers.")
         wanted = [domain] if domain else ([] if general else None)
-        gag = load_gag(profile, base, expert, wanted, max_new_tokens)
+        gag = load_gag(profile, base, expert, wanted, max_new_tokens, router_encoder)
         if input is not None:
             _ask_file(gag, input, output, domain, general, batch_size)
             return

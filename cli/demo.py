@@ -78,7 +78,9 @@ def evaluate_demo(module, data: Path, limit: int = 0) -> dict:
     from gag_core.evaluation.metrics import contains
     from gag_plugins.api import GAG
 
-    from .demo_eval import expert_alone_answers, timed_single
+    from gag_core.evaluation.harness import expert_alone_answers
+
+    from .demo_eval import timed_single
 
     with console.status("Loading base, expert and domain…"):
         gag = GAG.from_installed([DEMO], strict=True, max_new_tokens=32)

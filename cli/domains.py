@@ -3,41 +3,80 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import sys
 
 import typer
 from rich.table import Table
 
-from gag_core import store
-from gag_core.errors import ModuleFormatError
+from gag_core import distribution
 from gag_core.module import verify_module
-from gag_plugins.discovery import all_domains, find_domain
+from gag_core.safety import SizeLimits
+from gag_plugins.discovery import all_domains, find_domain, install_domain, uninstall_domain
 
-from .console import console, handle_errors
+from .console import console, err_console, handle_errors
+
+
+def _base_fingerprint(profile: str, base: str | None) -> tuple[str, int, dict]:
+    """Load the base model once: (id, hidden size, embedding fingerprint)."""
+    from gag_core.models import embedding_fingerprint, get_profile, hidden_size, load_causal_lm
+
+    prof = get_profile(profile)
+    base_id = base or prof.base
+    with console.status(f"Loading base model {base_id} to check compatibility ..."):
+        model = load_causal_lm(base_id, dtype=prof.dtype, device_map=prof.device_map)
+    return base_id, hidden_size(model), embedding_fingerprint(model)
+
+
+def _compatible(manifest, hidden: int, fingerprint: dict) -> str:
+    from gag_core.models import fingerprints_match
+
+    if manifest is None:
+        return "unreadable"
+    ok = int(manifest.base.get("hidden_size", -1)) == hidden and fingerprints_match(manifest.base["fingerprint"], fingerprint)
+    return "yes" if ok else "no"
 
 
 def register(app: typer.Typer) -> None:
     @app.command("list")
     @handle_errors
-    def list_domains(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
-        """List installed domains: source, version, base model."""
+    def list_domains(
+        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+        check: bool = typer.Option(False, "--check", help="Load the base model and check each domain's base "
+                                   "fingerprint against it (fills the 'compatible' column)."),
+        profile: str = typer.Option("embedded", "--profile", help="Profile whose base model --check loads."),
+        base: str = typer.Option(None, "--base", help="Base model id or folder for --check (overrides the profile's)."),
+    ) -> None:
+        """List domains: source (folder / package / hub), version, base model; --check tests compatibility."""
+        from gag_plugins.manager import load_errors
+
         domains = all_domains()
+        for msg in load_errors:
+            err_console.print(f"[yellow]Warning:[/] {msg}")
         rows = [{"name": d.name, "source": d.source, "version": d.manifest.version if d.manifest else "?",
-                 "base": d.manifest.base["id"] if d.manifest else "?", "path": str(d.path),
+                 "base": d.manifest.base["id"] if d.manifest else "?", "origin": d.origin,
+                 "distribution": d.distribution, "path": str(d.path),
                  "description": d.manifest.description if d.manifest else "unreadable manifest"}
                 for d in domains.values()]
+        if check and rows:
+            base_id, hidden, fingerprint = _base_fingerprint(profile, base)
+            for row, d in zip(rows, domains.values()):
+                row["compatible"] = _compatible(d.manifest, hidden, fingerprint)
+                row["checked_against"] = base_id
         if as_json:
             console.print_json(json.dumps(rows))
             return
         if not rows:
             console.print("No domains installed. Try `gag demo`, or `gag install-domain SOURCE`.")
             return
-        table = Table(title="installed gag domains")
-        for col in ("name", "source", "version", "base", "description"):
+        table = Table(title="gag domains")
+        columns = ["name", "source", "version", "base"] + (["compatible"] if check else []) + ["origin", "description"]
+        for col in columns:
             table.add_column(col)
         for r in rows:
-            table.add_row(r["name"], r["source"], r["version"], r["base"], r["description"])
+            table.add_row(*[str(r[c]) for c in columns])
         console.print(table)
+        if not check:
+            console.print("[dim]`gag list --check` loads the base model and tests each domain's compatibility.[/]")
 
     @app.command("info")
     @handle_errors
@@ -46,25 +85,39 @@ def register(app: typer.Typer) -> None:
         d = find_domain(name)
         manifest = verify_module(d.path)
         console.print_json(manifest.to_json())
-        console.print(f"[green]verified[/] {d.path} ({d.source})")
+        console.print(f"[green]verified[/] {d.path} ({d.source}{': ' + d.origin if d.origin else ''})")
 
     @app.command("install-domain")
     @handle_errors
-    def install_domain(
-        source: str = typer.Argument(..., help="A module folder."),
-        name: str = typer.Option(None, "--name", help="Install under this name instead of the manifest's."),
+    def install_domain_cmd(
+        source: str = typer.Argument(..., help="A module folder, a .whl/.tar.gz file, a PyPI name, or "
+                                     "hf:ORG/NAME[@REVISION]."),
+        name: str = typer.Option(None, "--name", help="Install under this name instead of the manifest's "
+                                 "(folders and Hub repos)."),
         force: bool = typer.Option(False, "--force", help="Replace an installed domain of the same name."),
+        max_size: str = typer.Option(None, "--max-size", help="Refuse modules larger than this, e.g. 500MB or 2GiB "
+                                     "(default: GAG_MAX_MODULE_BYTES, else 4 GiB)."),
     ) -> None:
-        """Verify a domain module and install it atomically under GAG_HOME."""
-        path = Path(source)
-        if not path.is_dir():
-            raise ModuleFormatError(f"{source} is not a folder; pass a domain module folder.")
-        installed = store.install_folder(path, name=name, force=force)
-        console.print(f"[green]Installed[/] domain [bold]{installed.name}[/] → {installed.path}")
+        """Verify a domain module and install it atomically (folders and Hub repos under GAG_HOME; packages with pip)."""
+        limits = SizeLimits.with_max_size(max_size)
+        parsed = distribution.parse_source(source)
+        if parsed.kind in ("archive", "pypi"):
+            console.print(f"Installing {parsed} with pip into {sys.prefix} ...")
+        elif parsed.kind == "hub":
+            console.print(f"Fetching {parsed} (safetensors/JSON/JSONL/Markdown only) ...")
+        result = install_domain(source, name=name, force=force, limits=limits)
+        for d in result.domains:
+            where = f"package {result.distribution}" if result.source == "package" else str(d.path)
+            console.print(f"[green]Installed[/] domain [bold]{d.name}[/] ({result.source}) → {where}")
+        for note in result.notes:
+            err_console.print(f"[yellow]Note:[/] {note}")
 
     @app.command("uninstall-domain")
     @handle_errors
-    def uninstall_domain(name: str = typer.Argument(..., help="Domain name.")) -> None:
-        """Remove an installed domain."""
-        removed = store.uninstall(name)
-        console.print(f"Uninstalled [bold]{removed.name}[/]")
+    def uninstall_domain_cmd(name: str = typer.Argument(..., help="Domain name (see `gag list`).")) -> None:
+        """Remove an installed domain (a domain from a package: pip-uninstall that package)."""
+        result = uninstall_domain(name)
+        if result.distribution:
+            console.print(f"Uninstalled package [bold]{result.distribution}[/] (domains: {', '.join(result.removed)})")
+        else:
+            console.print(f"Uninstalled [bold]{name}[/]")

@@ -50,3 +50,7 @@ class PluginError(GagError, RuntimeError):
 
 class InputError(GagError, ValueError):
     """A user query is unusable (empty, too long, ...)."""
+
+
+class DistributionError(GagError, RuntimeError):
+    """Installing, packaging, pulling or pushing a domain failed (pip, the Hub, a package without a module)."""

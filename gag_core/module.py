@@ -27,7 +27,8 @@ from .errors import IncompatibleModuleError, ModuleFormatError
 from .models import fingerprints_match
 from .projectors import ProjectorBundle, ProjectorConfig
 from .readouts import ReadoutConfig
-from .safety import SizeLimits, read_safetensors_header, scan_folder, sha256_file
+from .safety import (SizeLimits, check_adapter_config, check_file_hashes, check_manifest_fields,
+                     read_safetensors_header, scan_folder, sha256_file)
 
 FORMAT_VERSION = 1
 MANIFEST = "gag-domain.json"
@@ -40,6 +41,7 @@ CARD = "README.md"
 REQUIRED_FILES = (ADAPTER_CONFIG, ADAPTER_WEIGHTS, PROJECTOR, PROTOTYPES, EXEMPLARS)
 MANIFEST_KEYS = {"format_version", "name", "version", "description", "base", "expert", "readout", "projector",
                  "prompt", "router", "files", "training"}
+MAX_MANIFEST_BYTES = 4 * 1024**2
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 
@@ -86,6 +88,8 @@ class Manifest:
         if unknown:
             raise ModuleFormatError(f"{MANIFEST} has unknown fields {unknown}; gag never executes code from a module "
                                     "and refuses manifests it does not fully understand.")
+        check_manifest_fields(data, MANIFEST)
+        check_file_hashes(data.get("files") or {})
         try:
             readout = ReadoutConfig(**data["readout"])
             projector = ProjectorConfig(**data["projector"])
@@ -112,9 +116,11 @@ def read_manifest(folder: Path) -> Manifest:
     path = Path(folder) / MANIFEST
     if not path.is_file() or path.is_symlink():
         raise ModuleFormatError(f"{folder} has no {MANIFEST}; it is not a gag domain module.")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ModuleFormatError(f"{path} is larger than {MAX_MANIFEST_BYTES} bytes; it is not a gag manifest.")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModuleFormatError(f"{path} is not valid JSON ({exc}); the module is corrupt.") from None
     return Manifest.from_dict(data)
 
@@ -125,7 +131,7 @@ def expected_projector_shapes(config: ProjectorConfig) -> dict[str, list[int]]:
     return {k: list(v.shape) for k, v in bundle.state_dict().items()}
 
 
-def verify_module(folder: Path, limits: SizeLimits = SizeLimits()) -> Manifest:
+def verify_module(folder: Path, limits: SizeLimits | None = None) -> Manifest:
     """Full verification without loading any tensor: files, types, hashes, safetensors headers, shapes."""
     folder = Path(folder)
     files = scan_folder(folder, limits)
@@ -156,9 +162,7 @@ def verify_module(folder: Path, limits: SizeLimits = SizeLimits()) -> Manifest:
     if protos is None or len(protos["shape"]) != 2 or protos["shape"][1] != int(manifest.router.get("dim", -1)):
         raise ModuleFormatError(f"{PROTOTYPES} must hold 'prototypes' of shape [n, {manifest.router.get('dim')}]; "
                                 f"found {protos}.")
-    adapter_cfg = _read_json(files[ADAPTER_CONFIG])
-    if adapter_cfg.get("peft_type") != "LORA":
-        raise ModuleFormatError(f"{ADAPTER_CONFIG} must describe a LoRA adapter; found peft_type {adapter_cfg.get('peft_type')!r}.")
+    check_adapter_config(_read_json(files[ADAPTER_CONFIG]), ADAPTER_CONFIG)
     for name, info in read_safetensors_header(files[ADAPTER_WEIGHTS]).items():
         if "lora_" not in name:
             raise ModuleFormatError(f"{ADAPTER_WEIGHTS} holds {name!r}, which is not a LoRA tensor.")
@@ -175,7 +179,7 @@ def _shape_summary(shapes: dict) -> str:
 def _read_json(path: Path) -> dict:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModuleFormatError(f"{path.name} is not valid JSON ({exc}).") from None
     if not isinstance(data, dict):
         raise ModuleFormatError(f"{path.name} must hold a JSON object.")

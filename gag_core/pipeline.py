@@ -177,9 +177,11 @@ class GagPipeline:
         """Yield the answer text as it is generated. Setting ``stop`` ends generation early."""
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
+        halt = threading.Event()  # set when the consumer leaves early (break, Ctrl-C)
+
         class _Stop(StoppingCriteria):
             def __call__(self, input_ids, scores, **kwargs):
-                return bool(stop is not None and stop.is_set())
+                return halt.is_set() or bool(stop is not None and stop.is_set())
 
         inputs, _ = self._inputs([question], route, [history])
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt="input_ids" in inputs, skip_special_tokens=True)
@@ -197,7 +199,10 @@ class GagPipeline:
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
-        yield from streamer
-        thread.join()
+        try:
+            yield from streamer
+        finally:  # never leave a generation running behind the caller's back
+            halt.set()
+            thread.join()
         if errors:
             raise errors[0]

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from .errors import ConfigError, DataError
 from .pipeline import GENERAL
 
-DEFAULT_PROTOTYPES = 32
+DEFAULT_PROTOTYPES = 32  # per domain (the paper's ~32)
+GENERAL_PROTOTYPES = 64  # the general route covers far more ground than one domain (docs/routing.md)
 SENTENCE_ENCODER_NAME = "sentence-transformers:all-MiniLM-L6-v2"
 
 
@@ -47,6 +48,7 @@ class Encoder(Protocol):
 
     name: str
     dim: int
+    # optional: ``default_margin`` (float), the margin measured to suit this encoder's cosine scale
 
     def encode(self, texts: list[str]) -> torch.Tensor: ...
 
@@ -54,6 +56,8 @@ class Encoder(Protocol):
 class ExpertMeanEncoder:
     """The paper's encoder: the expert backbone (no adapter active), last hidden state mean-pooled over the
     question's tokens (attention-masked), L2-normalised. The raw question is encoded, without a chat template."""
+
+    default_margin = 0.0  # its cosines crowd near 1 (anisotropy); a margin that suits MiniLM would swamp them
 
     def __init__(self, model, tokenizer, expert_id: str = "expert", batch_size: int = 32):
         self.model = model
@@ -96,12 +100,15 @@ class ExpertMeanEncoder:
 class SentenceEncoder:
     """A sentence-transformers model (default: the embedded all-MiniLM-L6-v2, offline on CPU)."""
 
+    default_margin = 0.05  # measured on the demo data, docs/routing.md
+
     def __init__(self, path: str | Path | None = None, batch_size: int = 64):
         from .evaluation.retrieval import embedded_sentence_encoder_path, load_sentence_encoder
 
         self.model = load_sentence_encoder(path if path is not None else embedded_sentence_encoder_path())
         self.name = SENTENCE_ENCODER_NAME if path is None else f"sentence-transformers:{Path(str(path)).name}"
-        self.dim = int(self.model.get_sentence_embedding_dimension())
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
         self.batch_size = batch_size
 
     @torch.no_grad()
@@ -152,7 +159,7 @@ def read_questions_file(path: Path) -> list[str]:
 
 
 def cached_prototypes(encoder: Encoder, questions_file: Path, cache_folder: Path,
-                      k: int = DEFAULT_PROTOTYPES, seed: int = 0) -> torch.Tensor:
+                      k: int = DEFAULT_PROTOTYPES, seed: int = 0, label: str | None = None) -> torch.Tensor:
     """Prototypes of a JSONL file of questions, cached as safetensors under ``cache_folder``.
 
     The cache key is the encoder's name, the file's sha256, k and seed: editing the file or changing the
@@ -163,7 +170,7 @@ def cached_prototypes(encoder: Encoder, questions_file: Path, cache_folder: Path
     digest = hashlib.sha256(Path(questions_file).read_bytes()).hexdigest()
     key = hashlib.sha256(f"{encoder.name}\n{digest}\n{k}\n{seed}".encode()).hexdigest()[:16]
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in encoder.name)[:60]
-    path = Path(cache_folder) / f"{Path(questions_file).stem}-{slug}-{key}.safetensors"
+    path = Path(cache_folder) / f"{label or Path(questions_file).stem}-{slug}-{key}.safetensors"
     if path.is_file():
         try:
             protos = load_file(str(path))["prototypes"]
@@ -185,6 +192,17 @@ def cached_prototypes(encoder: Encoder, questions_file: Path, cache_folder: Path
     return protos
 
 
+def module_prototypes(module, encoder: Encoder, cache_folder: Path, k: int = DEFAULT_PROTOTYPES) -> torch.Tensor:
+    """A domain module's prototypes for ``encoder``: the module's own when its manifest names this encoder,
+    otherwise rebuilt from its exemplar questions (``DomainModule.exemplars()``) and cached."""
+    from .module import EXEMPLARS
+
+    declared = module.manifest.router
+    if declared.get("encoder") == encoder.name and int(declared.get("dim", -1)) == encoder.dim:
+        return module.load_prototypes()
+    return cached_prototypes(encoder, module.path / EXEMPLARS, cache_folder, k=k, label=f"domain-{module.name}")
+
+
 # --- the router --------------------------------------------------------------------------------------
 
 class PrototypeRouter:
@@ -202,6 +220,7 @@ class PrototypeRouter:
         self.encoder = encoder
         self.margin = float(margin)
         self.prototypes: dict[str, torch.Tensor] = {}  # route -> [n, dim], unit rows; insertion order = tie order
+        self._fused: tuple[torch.Tensor, torch.Tensor] | None = None  # all prototypes + the route index of each
 
     @property
     def routes(self) -> list[str]:
@@ -212,6 +231,7 @@ class PrototypeRouter:
             raise ConfigError(f"Prototypes of route {name!r} must be [n >= 1, {self.encoder.dim}] for encoder "
                               f"{self.encoder.name!r}; got {tuple(prototypes.shape)}. Rebuild them with this encoder.")
         self.prototypes[name] = F.normalize(prototypes.detach().float().cpu(), dim=-1)
+        self._fused = None
 
     def add_questions(self, name: str, questions: list[str], k: int = DEFAULT_PROTOTYPES, seed: int = 0) -> None:
         """Add a route from example questions (encoded and clustered here)."""
@@ -219,12 +239,19 @@ class PrototypeRouter:
 
     def remove_route(self, name: str) -> None:
         self.prototypes.pop(name, None)
+        self._fused = None
 
     def score_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """[N, dim] unit rows -> [N, routes] max cosine per route."""
+        """[N, dim] unit rows -> [N, routes] max cosine per route (one matmul over every prototype)."""
         if not self.prototypes:
             raise ConfigError("The router has no routes; add the general route and the domains first.")
-        return torch.stack([(embeddings @ p.T).max(dim=1).values for p in self.prototypes.values()], dim=1)
+        if self._fused is None:
+            owner = torch.cat([torch.full((len(p),), i) for i, p in enumerate(self.prototypes.values())])
+            self._fused = torch.cat(list(self.prototypes.values())), owner
+        matrix, owner = self._fused
+        sims = embeddings.float().cpu() @ matrix.T  # [N, P]
+        out = sims.new_full((sims.shape[0], len(self.prototypes)), float("-inf"))
+        return out.scatter_reduce(1, owner.expand_as(sims), sims, reduce="amax")
 
     def decide(self, scores: torch.Tensor) -> list[RouteDecision]:
         names = self.routes

@@ -1,18 +1,25 @@
-"""Installed domains under ``GAG_HOME/domains``: atomic install from a folder, uninstall, records.
+"""Installed domains under ``GAG_HOME/domains``: atomic install from a folder, uninstall, install records.
 
-Install = copy into a hidden staging folder -> verify the copy -> rename into place. A killed install
-leaves only a hidden ``.staging-*`` folder, which listing ignores and the next install removes; the
-previous installation stays untouched until the final rename.
+An install verifies the source, copies it into a hidden ``.staging-*`` folder, verifies the copy, then
+swaps it into place with renames. Before the first rename the staging folder gets an ``intent.json``
+naming the target, and the new install record waits in the staging folder too, so whatever point a
+killed install stopped at, the next gag command (``repair``) can tell what happened:
+
+- the staged module is still in staging: nothing landed; a replaced installation moved to ``old`` is put back;
+- the staged module is gone: it landed; the waiting record is moved into place.
+
+Then the staging folder is deleted. Records (where a domain came from) live in ``.records/NAME.json``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DomainNotFoundError, ModuleFormatError
@@ -20,8 +27,16 @@ from .module import MANIFEST, Manifest, check_name, read_manifest, verify_module
 from .paths import domains_dir
 from .safety import SizeLimits, scan_folder
 
-RECORDS = ".records"  # install records (source, time), outside the module folders
-STALE_SECONDS = 3600
+RECORDS = ".records"  # install records (source, origin, distribution, time), outside the module folders
+LOCK = ".lock"
+STAGING_PREFIX = ".staging-"
+INTENT = "intent.json"
+STALE_SECONDS = 3600  # without file locks (Windows), staging folders younger than this may belong to a live install
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 
 @dataclass
@@ -29,37 +44,113 @@ class InstalledDomain:
     name: str
     path: Path
     source: str  # "folder" | "package" | "hub"
-    origin: str = ""  # where it came from (path, package name, hub repo)
+    origin: str = ""  # where it came from (path, package spec, hf:repo@commit)
     manifest: Manifest | None = None
+    distribution: str = ""  # the pip distribution that ships it (source "package")
+    record: dict = field(default_factory=dict)
 
+
+# --- records ------------------------------------------------------------------------------------
 
 def _record_path(name: str) -> Path:
-    return domains_dir() / RECORDS / f"{name}.json"
+    return domains_dir() / RECORDS / f"{check_name(name)}.json"
 
 
 def read_record(name: str) -> dict:
-    p = _record_path(name)
     try:
-        return json.loads(p.read_text()) if p.is_file() else {}
-    except (OSError, json.JSONDecodeError):
+        p = _record_path(name)
+        data = json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+    except (OSError, ValueError, ModuleFormatError):
         return {}
+    return data if isinstance(data, dict) else {}
 
 
-def clean_debris(max_age: float = 0.0) -> None:
-    """Remove staging folders left by killed installs (older than ``max_age`` seconds)."""
+def write_record(name: str, record: dict) -> None:
+    """Write an install record atomically (temporary file, then rename)."""
+    path = _record_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(record, sort_keys=True, indent=1))
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def remove_record(name: str) -> None:
+    _record_path(name).unlink(missing_ok=True)
+
+
+# --- lock and repair ----------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def store_lock(blocking: bool = True):
+    """Hold ``domains/.lock`` (POSIX file lock) while changing the store. Yields False if not acquired."""
     root = domains_dir()
-    if not root.is_dir():
+    root.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:  # pragma: no cover
+        yield True
         return
-    now = time.time()
-    for p in root.glob(".staging-*"):
+    with open(root / LOCK, "a") as f:
         try:
-            if now - p.stat().st_mtime >= max_age:
-                shutil.rmtree(p, ignore_errors=True)
-        except OSError:
-            pass
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
+
+def repair() -> list[str]:
+    """Finish or undo what killed installs and uninstalls left behind; call with the lock held.
+
+    Returns a line per action taken. Every staging folder is debris once the lock is held, because gag
+    only creates them under the lock.
+    """
+    root = domains_dir()
+    actions: list[str] = []
+    if not root.is_dir():
+        return actions
+    now = time.time()
+    for staging in sorted(root.glob(STAGING_PREFIX + "*")):
+        if fcntl is None and now - staging.stat().st_mtime < STALE_SECONDS:  # pragma: no cover
+            continue
+        intent = staging / INTENT
+        if intent.is_file():
+            try:
+                target = root / check_name(json.loads(intent.read_text(encoding="utf-8"))["target"])
+            except (OSError, ValueError, KeyError, TypeError, ModuleFormatError):
+                target = None
+            if target is not None and (staging / "module").is_dir():  # the new module never landed
+                if (staging / "old").is_dir() and not target.exists():
+                    os.replace(staging / "old", target)
+                    actions.append(f"restored {target.name} (an interrupted install had moved it aside)")
+            elif target is not None and (staging / "record.json").is_file():  # it landed; finish the record
+                _record_path(target.name).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging / "record.json", _record_path(target.name))
+                actions.append(f"completed the interrupted install of {target.name}")
+        shutil.rmtree(staging, ignore_errors=True)
+    return actions
+
+
+def _repair_if_needed() -> None:
+    root = domains_dir()
+    if root.is_dir() and any(root.glob(STAGING_PREFIX + "*")):
+        with store_lock(blocking=False) as acquired:
+            if acquired:
+                repair()
+
+
+
+# --- listing ------------------------------------------------------------------------------------
 
 def list_installed() -> dict[str, InstalledDomain]:
+    """Domains installed as folders under GAG_HOME (from a folder or the Hub)."""
+    _repair_if_needed()
     root = domains_dir()
     out: dict[str, InstalledDomain] = {}
     if not root.is_dir():
@@ -72,57 +163,94 @@ def list_installed() -> dict[str, InstalledDomain]:
         except ModuleFormatError:
             manifest = None
         rec = read_record(p.name)
-        out[p.name] = InstalledDomain(p.name, p, rec.get("source", "folder"), rec.get("origin", ""), manifest)
+        source = rec.get("source", "folder") if rec.get("source") in ("folder", "hub") else "folder"
+        out[p.name] = InstalledDomain(p.name, p, source, rec.get("origin", ""), manifest, record=rec)
     return out
 
 
+# --- install / uninstall ------------------------------------------------------------------------
+
 def install_folder(src: Path, *, name: str | None = None, force: bool = False, source: str = "folder",
-                   origin: str | None = None, limits: SizeLimits = SizeLimits()) -> InstalledDomain:
-    """Verify and install a module folder atomically. Nothing changes unless every check passes."""
+                   origin: str | None = None, limits: SizeLimits | None = None,
+                   record: dict | None = None) -> InstalledDomain:
+    """Verify and install a module folder atomically. Nothing under GAG_HOME changes unless every check passes."""
+    limits = limits or SizeLimits()
     src = Path(src)
-    manifest = verify_module(src, limits)  # refuse before copying anything
+    manifest = verify_module(src, limits)  # refuse before touching GAG_HOME
     target_name = check_name(name or manifest.name)
     root = domains_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    clean_debris(STALE_SECONDS)
-    target = root / target_name
-    if target.exists() and not force:
+    if (root / target_name).exists() and not force:
         raise ModuleFormatError(f"Domain {target_name!r} is already installed; pass --force to replace it "
                                 f"or --name to install it under another name.")
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
+    with store_lock():
+        repair()
+        target = root / target_name
+        if target.exists() and not force:  # someone else installed it meanwhile
+            raise ModuleFormatError(f"Domain {target_name!r} is already installed; pass --force to replace it.")
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
+        try:
+            staged = _stage_copy(src, staging / "module", target_name, manifest.name, limits)
+            manifest = verify_module(staged, limits)  # verify the copy that will actually be used
+            rec = {**(record or {}), "source": source, "origin": origin or str(src.resolve()),
+                   "version": manifest.version, "installed_at": time.time()}
+            _swap_into_place(staging, target, rec)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return InstalledDomain(target_name, target, source, rec["origin"], manifest, record=rec)
+
+
+def _stage_copy(src: Path, staged: Path, target_name: str, manifest_name: str, limits: SizeLimits) -> Path:
+    for rel, path in scan_folder(src, limits).items():
+        dst = staged / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dst)
+    if target_name != manifest_name:
+        data = json.loads((staged / MANIFEST).read_text(encoding="utf-8"))
+        data["name"] = target_name
+        (staged / MANIFEST).write_text(json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n",
+                                       encoding="utf-8")
+    return staged
+
+
+def _swap_into_place(staging: Path, target: Path, record: dict) -> None:
+    """Rename ``staging/module`` to ``target`` (moving a previous installation aside) and write the record.
+    On an exception everything is rolled back; on a kill, ``repair`` finishes or undoes it."""
+    (staging / "record.json").write_text(json.dumps(record, sort_keys=True, indent=1), encoding="utf-8")
+    (staging / INTENT).write_text(json.dumps({"target": target.name}), encoding="utf-8")
+    old = staging / "old"
+    had_old = target.exists()
     try:
-        files = scan_folder(src, limits)
-        for rel, path in files.items():
-            dst = staging / "module" / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, dst)
-        staged = staging / "module"
-        if target_name != manifest.name:
-            data = json.loads((staged / MANIFEST).read_text(encoding="utf-8"))
-            data["name"] = target_name
-            (staged / MANIFEST).write_text(json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n")
-        manifest = verify_module(staged, limits)  # verify the copy that will actually be used
-        record = {"source": source, "origin": origin or str(src.resolve()), "installed_at": time.time()}
-        (root / RECORDS).mkdir(exist_ok=True)
-        rec_tmp = staging / "record.json"
-        rec_tmp.write_text(json.dumps(record, sort_keys=True))
-        if target.exists():
-            os.replace(target, staging / "old")
-        os.replace(staged, target)
-        os.replace(rec_tmp, _record_path(target_name))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return InstalledDomain(target_name, target, source, record["origin"], manifest)
+        if had_old:
+            os.replace(target, old)
+        try:
+            os.replace(staging / "module", target)
+            _record_path(target.name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / "record.json", _record_path(target.name))
+        except BaseException:
+            if not (staging / "module").exists() and target.exists():
+                os.replace(target, staging / "module")  # take the new module back out
+            raise
+    except BaseException:
+        if had_old and old.exists() and not target.exists():
+            os.replace(old, target)
+        (staging / INTENT).unlink(missing_ok=True)  # settled: rolled back
+        raise
+    (staging / INTENT).unlink(missing_ok=True)  # settled: installed
 
 
 def uninstall(name: str) -> InstalledDomain:
+    """Remove a domain installed under GAG_HOME (a killed uninstall completes on the next command)."""
     installed = list_installed()
     if name not in installed:
         raise DomainNotFoundError(f"No installed domain named {name!r}; installed: {sorted(installed) or 'none'}.")
     dom = installed[name]
-    root = domains_dir()
-    trash = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
-    os.replace(dom.path, trash / "old")
-    _record_path(name).unlink(missing_ok=True)
-    shutil.rmtree(trash, ignore_errors=True)
+    with store_lock():
+        repair()
+        trash = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=domains_dir()))
+        try:
+            if dom.path.exists():
+                os.replace(dom.path, trash / "old")
+            remove_record(name)
+        finally:
+            shutil.rmtree(trash, ignore_errors=True)
     return dom

@@ -16,3 +16,20 @@ def register_readouts(register):
 def register_projectors(register):
     for kind, cls in BUILTIN_PROJECTORS.items():
         register(kind, cls)
+
+
+@hookimpl
+def register_encoders(register):
+    from gag_core.router import ExpertMeanEncoder, SentenceEncoder
+
+    def expert_mean(expert_backbone=None, **_):
+        """``expert_backbone()`` -> (model, tokenizer, expert id); the expert is loaded only when asked for."""
+        if expert_backbone is None:
+            from gag_core.errors import ConfigError
+
+            raise ConfigError("The expert-mean router encoder needs the expert backbone; none was given.")
+        model, tokenizer, expert_id = expert_backbone()
+        return ExpertMeanEncoder(model, tokenizer, expert_id)
+
+    register("minilm", lambda **_: SentenceEncoder())
+    register("expert-mean", expert_mean)

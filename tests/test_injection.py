@@ -12,6 +12,16 @@ from gag_core.errors import InjectionError, InputError
 from gag_core.injection import _Q, _S, KNOWLEDGE_TEMPLATE, InjectionHook, merge_memory
 from tests import tiny
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _single_torch_thread():
+    """Tiny models gain nothing from threads, and 2 OpenMP threads on a shared 2-core box run ~5x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 K = 2
 QUESTIONS = ["What colour is Veltrasite?", "hi",
              "In which year was the hexagonal mineral discovered, and by whom was the crystal system described?"]
@@ -80,7 +90,8 @@ def test_left_padded_batch_generates_like_one_at_a_time(base, hook):
         _, one = _batch(hook, [q])
         embeds = merge_memory(emb(one.input_ids), one.slot_mask, memory[i])
         for use_cache in (True, False):
-            alone = base.generate(inputs_embeds=embeds, attention_mask=one.attention_mask, use_cache=use_cache, **kwargs)
+            alone = base.generate(inputs_embeds=embeds, attention_mask=one.attention_mask, use_cache=use_cache,
+                                  **kwargs)
             assert alone.sequences[0].tolist() == together.sequences[i].tolist()
             for step_alone, step_together in zip(alone.scores, together.scores):
                 torch.testing.assert_close(step_alone[0], step_together[i], rtol=0, atol=1e-4)

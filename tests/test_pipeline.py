@@ -14,6 +14,16 @@ from gag_core.module import DomainModule
 from gag_core.pipeline import GENERAL, GagPipeline
 from gag_core.readouts import ReadoutConfig
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _single_torch_thread():
+    """Tiny models gain nothing from threads, and 2 OpenMP threads on a shared 2-core box run ~5x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 QUESTIONS = ["What colour is Veltrasite?", "hi",
              "In which year was the hexagonal mineral discovered, and by whom was the crystal system described?"]
 
@@ -22,12 +32,31 @@ def _loader(expert_id):
     return load_causal_lm(expert_id), load_tokenizer(expert_id)
 
 
-@pytest.fixture
-def pipe(tiny_paths, make_module):
+def _pipeline_with(folder, tiny_paths) -> GagPipeline:
     pipeline = GagPipeline(load_causal_lm(tiny_paths["base"]), load_tokenizer(tiny_paths["base"]),
                            expert_loader=_loader, max_new_tokens=6)
-    pipeline.add_domain(DomainModule.open(make_module("tinydom")))
+    pipeline.add_domain(DomainModule.open(folder))
     return pipeline
+
+
+@pytest.fixture(scope="module")
+def shared_pipe(tiny_paths, tmp_path_factory):
+    """One pipeline for the tests that only read from it (they never add or replace domains)."""
+    from tests.factories import build_tiny_module
+
+    folder = build_tiny_module(tmp_path_factory.mktemp("pipe") / "tinydom", name="tinydom", paths=tiny_paths)
+    return _pipeline_with(folder, tiny_paths)
+
+
+@pytest.fixture
+def pipe(shared_pipe):
+    return shared_pipe
+
+
+@pytest.fixture
+def own_pipe(tiny_paths, make_module):
+    """A pipeline of the test's own, for tests that add domains."""
+    return _pipeline_with(make_module("tinydom"), tiny_paths)
 
 
 def param_hashes(model) -> dict[str, str]:
@@ -97,7 +126,8 @@ def test_base_parameters_are_bit_identical_after_every_call(pipe):
     assert not pipe.base.training
 
 
-def test_expert_backbone_weights_are_untouched_by_adapters(pipe, tiny_paths, make_module):
+def test_expert_backbone_weights_are_untouched_by_adapters(own_pipe, tiny_paths, make_module):
+    pipe = own_pipe
     expert = pipe.experts[next(iter(pipe.experts))][0]
     fresh = param_hashes(load_causal_lm(tiny_paths["expert"]))
     backbone = {n.replace("base_model.model.", "").replace(".base_layer", ""): h
@@ -108,7 +138,8 @@ def test_expert_backbone_weights_are_untouched_by_adapters(pipe, tiny_paths, mak
     assert not any(p.requires_grad for p in expert.parameters())
 
 
-def test_two_domains_share_one_backbone_and_readd_replaces(pipe, make_module):
+def test_two_domains_share_one_backbone_and_readd_replaces(own_pipe, make_module):
+    pipe = own_pipe
     first = pipe.memory("tinydom", QUESTIONS[:1])
     pipe.add_domain(DomainModule.open(make_module("second", seed=5)))
     assert len(pipe.experts) == 1

@@ -42,8 +42,10 @@ def add_lora(model, config: ExpertConfig, adapter_name: str = "default"):
 
     present = {name.split(".")[-1] for name, _ in model.named_modules()}
     targets = [t for t in config.target_modules if t in present] or ["q_proj", "v_proj"]
+    n_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
+    layers = list(range(n_layers - config.top_layers, n_layers)) if 0 < config.top_layers < n_layers else None
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=targets, task_type="CAUSAL_LM")
+                      target_modules=targets, layers_to_transform=layers, task_type="CAUSAL_LM")
     model.requires_grad_(False)
     return get_peft_model(model, lora, adapter_name=adapter_name)
 

@@ -65,7 +65,7 @@ def _golds(pairs: list[QAPair]) -> list[str]:
 
 def train_domain(inputs: TrainInputs, config: TrainConfig, out_dir: Path, *, accelerator=None, progress=None,
                  num_shards: int = 1, shard_rank: int = 0, readouts_only: bool = False,
-                 work_dir: Path | None = None) -> Path | None:
+                 work_dir: Path | None = None, expert_adapter: Path | None = None) -> Path | None:
     """Train a domain and write its module to ``out_dir``. Returns the folder (None for readout-only workers)."""
     from accelerate import Accelerator
 
@@ -91,6 +91,10 @@ def train_domain(inputs: TrainInputs, config: TrainConfig, out_dir: Path, *, acc
     expert_tok = load_tokenizer(expert_id)
     system_prompt = config.stage1.system_prompt or config.readout.background_prompt
     adapter_dir = work / "expert"
+    if expert_adapter is not None and not adapter_dir.exists():  # reuse a trained expert (benchmarks, re-alignment)
+        import shutil
+
+        shutil.copytree(expert_adapter, adapter_dir)
     if not (adapter_dir / "adapter_model.safetensors").exists():
         from .stage1 import add_lora, train_expert
 
@@ -162,7 +166,8 @@ def train_domain(inputs: TrainInputs, config: TrainConfig, out_dir: Path, *, acc
     history: list[dict] = []
 
     def on_epoch_end(epoch: int) -> dict:
-        if not (dev_eval and config.stage2.dev_every_epoch):
+        every = config.stage2.dev_every
+        if not dev_eval or not (epoch == config.stage2.epochs or (every and epoch % every == 0)):
             return {}
         with torch.no_grad():
             projected = bundle(dev_mem[: len(dev_eval)])
@@ -194,7 +199,8 @@ def train_domain(inputs: TrainInputs, config: TrainConfig, out_dir: Path, *, acc
     # -- prototypes + module ------------------------------------------------------------------------------
     metrics = {}
     if dev_eval:
-        metrics["dev_containment"] = round(on_epoch_end(config.stage2.epochs)["dev_containment"], 4)
+        last = history[-1] if history and history[-1]["epoch"] == config.stage2.epochs else on_epoch_end(config.stage2.epochs)
+        metrics["dev_containment"] = round(last["dev_containment"], 4)
     prototypes, encoder_name = _prototypes(expert, expert_tok, expert_id, [p.question for p in qa], config)
     stats = {"qa_pairs": len(qa), "dev_pairs": len(dev), "expert_only_pairs": len(extra),
              "corpus_documents": len(corpus or []), "timings_s": {k: round(v, 1) for k, v in timings.items()}}

@@ -1,0 +1,347 @@
+"""The evaluation harness: answer one domain's QA rows with several methods and score them side by side.
+
+Methods (the names results use):
+
+- ``base``          the plain frozen base model (the general route: no knowledge, no instruction);
+- ``expert``        the domain expert (backbone + its LoRA) answering directly, prompted as in Stage I;
+- ``gag``           GAG with the oracle domain: expert readout -> projector -> K injected slots;
+- ``gag-routed``    GAG with the route ``GAG.route`` picks per question (``general`` = the plain base);
+- ``rag-bm25@k``, ``rag-dense@k``  the top-k corpus chunks pasted as text into the *same* instruction
+                    template GAG uses (``InjectionHook.build_with_text``), then greedy base generation;
+- ``expert-text``   the expert's generated answer pasted as knowledge text into that template.
+
+``rag`` expands to every retriever × k of the config, ``rag-bm25`` to every k. All methods answer in
+left-padded batches; latency is timed apart, per question at batch 1 on the first few questions, so the
+median reads as what one user waits for (retrieval, routing and the expert included where a method uses
+them). Metric definitions: :mod:`gag_core.evaluation.metrics` and docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError, DataError
+from ..pipeline import GENERAL
+from ..readouts import _left_pad, expert_prompt_ids
+from .metrics import BertScorer, StsScorer, aggregate, contains, exact_match, summarize_latencies, token_f1
+from .retrieval import (DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_TOKENS, BM25Retriever, DenseRetriever, Document,
+                        chunk_documents, format_knowledge, load_corpus)
+
+PLAIN_METHODS = ("base", "expert", "expert-text", "gag", "gag-routed")
+RETRIEVERS = ("bm25", "dense")
+RAG_RE = re.compile(r"^rag-(bm25|dense)@([1-9][0-9]*)$")
+RATE_METRICS = ("containment", "exact_match", "token_f1")
+Progress = Callable[[str, int, int, dict], None]
+
+
+@dataclass
+class EvalConfig:
+    ks: list[int] = field(default_factory=lambda: [2], metadata={"help": "top-k values that `rag` expands to"})
+    retrievers: list[str] = field(default_factory=lambda: list(RETRIEVERS),
+                                  metadata={"help": "retrievers that `rag` expands to: bm25, dense"})
+    chunk_size: int = field(default=DEFAULT_CHUNK_TOKENS, metadata={"help": "RAG chunk size (base-tokenizer tokens)"})
+    chunk_overlap: int = field(default=DEFAULT_CHUNK_OVERLAP, metadata={"help": "tokens shared by neighbouring chunks"})
+    dense_encoder: str | None = field(default=None, metadata={"help": "dense retriever model (None = embedded MiniLM)"})
+    question_field: str = field(default="question", metadata={"help": "row field holding the question"})
+    gold_field: str | None = field(default=None, metadata={"help": "short gold answer field (None = value, else answer)"})
+    answer_field: str = field(default="answer", metadata={"help": "reference answer field, used by STS/BERTScore"})
+    sts: bool = field(default=True, metadata={"help": "compute STS (cosine of sentence embeddings)"})
+    sts_model: str | None = field(default=None, metadata={"help": "STS encoder (None = embedded MiniLM)"})
+    bertscore_model: str | None = field(default=None, metadata={"help": "encoder for BERTScore (None = skip it)"})
+    batch_size: int = field(default=16, metadata={"help": "questions generated together"})
+    latency_sample: int = field(default=8, metadata={"help": "first N questions timed one at a time (0 = none)"})
+    max_new_tokens: int | None = field(default=None, metadata={"help": "answer budget (None = the pipeline's)"})
+
+    def __post_init__(self):
+        self.ks = [int(k) for k in self.ks]
+        self.retrievers = list(self.retrievers)
+        if not self.ks or any(k < 1 for k in self.ks):
+            raise ConfigError(f"ks must be positive integers, e.g. [1, 2, 3]; got {self.ks}.")
+        bad = sorted(set(self.retrievers) - set(RETRIEVERS))
+        if bad or not self.retrievers:
+            raise ConfigError(f"Unknown retriever(s) {bad or self.retrievers}; expected some of {list(RETRIEVERS)}.")
+        if self.batch_size < 1 or self.latency_sample < 0:
+            raise ConfigError(f"batch_size must be >= 1 and latency_sample >= 0; got {self.batch_size}, "
+                              f"{self.latency_sample}.")
+
+
+# --- data -------------------------------------------------------------------------------------------
+
+@dataclass
+class EvalItem:
+    question: str
+    gold: str | list[str]  # containment / exact match / token F1 compare against this
+    reference: str | list[str]  # STS / BERTScore compare against this (the answer field, else the gold)
+
+
+def load_rows(path: str | Path, limit: int = 0) -> list[dict]:
+    """The JSON objects of a JSONL file, in order (the first ``limit`` when > 0)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"Evaluation data not found: {path}; pass a JSONL file with one question per line.")
+    rows = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg}); fix or remove that line.") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object, found {type(row).__name__}.")
+        rows.append(row)
+        if limit and len(rows) >= limit:
+            break
+    if not rows:
+        raise DataError(f"{path} holds no rows; add one JSON object per line.")
+    return rows
+
+
+def _answer_value(value: Any, where: str, name: str) -> str | list[str]:
+    if isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value):
+        return list(value)
+    raise DataError(f"{where}: field {name!r} must be a non-empty string or list of strings; found {value!r}.")
+
+
+def prepare_items(rows: Sequence[dict], config: EvalConfig) -> list[EvalItem]:
+    """Questions, golds and references of the rows (see :class:`EvalConfig` for the field rules)."""
+    items = []
+    for i, row in enumerate(rows, 1):
+        where = f"row {i}"
+        q = row.get(config.question_field)
+        if not isinstance(q, str) or not q.strip():
+            raise DataError(f"{where}: expected a non-empty string field {config.question_field!r}.")
+        gold_name = config.gold_field or ("value" if "value" in row else config.answer_field)
+        if gold_name not in row:
+            raise DataError(f"{where} has no gold field {gold_name!r} (fields: {sorted(row)}); "
+                            "pass --gold-field NAME.")
+        gold = _answer_value(row[gold_name], where, gold_name)
+        ref = _answer_value(row[config.answer_field], where, config.answer_field) \
+            if config.answer_field in row else gold
+        items.append(EvalItem(q, gold, ref))
+    if not items:
+        raise DataError("No rows to evaluate; give at least one row with a question and a gold answer.")
+    return items
+
+
+def expand_methods(methods: Sequence[str], ks: Sequence[int] = (2,), retrievers: Sequence[str] = RETRIEVERS,
+                   routed: bool = False) -> list[str]:
+    """``rag`` -> ``rag-<r>@<k>`` for every retriever and k; ``rag-bm25`` -> every k. ``routed`` replaces
+    ``gag`` with ``gag-routed``. Unknown names are refused; duplicates dropped (first order kept)."""
+    out: list[str] = []
+    for m in (m.strip() for m in methods):
+        if m == "rag":
+            out += [f"rag-{r}@{k}" for r in retrievers for k in ks]
+        elif m in ("rag-bm25", "rag-dense"):
+            out += [f"{m}@{k}" for k in ks]
+        elif m == "gag" and routed:
+            out.append("gag-routed")
+        elif m in PLAIN_METHODS or RAG_RE.match(m):
+            out.append(m)
+        else:
+            raise ConfigError(f"Unknown method {m!r}; expected {', '.join(PLAIN_METHODS)}, rag, rag-bm25, "
+                              "rag-dense or rag-<bm25|dense>@<k> (e.g. rag-bm25@2).")
+    return list(dict.fromkeys(out))
+
+
+# --- answering --------------------------------------------------------------------------------------
+
+@dataclass
+class MethodOutput:
+    texts: list[str]
+    prompt_tokens: list[int | None]  # base-prompt tokens per question (None: the base is not prompted)
+    routes: list[str] | None = None  # gag-routed only
+
+
+@torch.no_grad()
+def expert_alone_answers(pipe, domain: str, questions: list[str], max_new_tokens: int = 32,
+                         batch_size: int = 16) -> list[str]:
+    """The expert (with its LoRA) answering directly, prompted as in its Stage I training."""
+    d = pipe.domain(domain)
+    model, tok = pipe.experts[d.expert_id]
+    model.set_adapter(domain)
+    model.requires_grad_(False)  # peft's set_adapter marks the active adapter trainable; the expert stays frozen
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    device = model.get_input_embeddings().weight.device
+    out = []
+    for s in range(0, len(questions), batch_size):
+        prompts = [expert_prompt_ids(tok, q, d.readout.config.background_prompt) for q in questions[s:s + batch_size]]
+        ids, attn = _left_pad(prompts, pad, device)
+        gen = model.generate(input_ids=ids, attention_mask=attn, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=pad, eos_token_id=tok.eos_token_id)
+        out += [t.strip() for t in tok.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True)]
+    return out
+
+
+@torch.no_grad()
+def answer_with_text(pipe, domain: str, questions: list[str], knowledge: list[str],
+                     max_new_tokens: int | None = None) -> MethodOutput:
+    """Greedy base answers with ``knowledge`` as text in the domain's GAG instruction template (one batch)."""
+    hook = pipe.domain(domain).hook
+    prompts = [hook.build_with_text(q, k) for q, k in zip(questions, knowledge)]
+    batch = hook.collate(prompts)
+    device = pipe.base.get_input_embeddings().weight.device
+    ids = batch.input_ids.to(device)
+    out = pipe.base.generate(input_ids=ids, attention_mask=batch.attention_mask.to(device),
+                             **pipe._gen_kwargs(max_new_tokens))  # the pipeline's own greedy settings
+    texts = pipe.tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
+    return MethodOutput([t.strip() for t in texts], [len(p.input_ids) for p in prompts])
+
+
+def _answer_routed(gag, pipe, questions: list[str], max_new_tokens) -> MethodOutput:
+    """The whole routed path: ``GAG.answer_routed`` when there is one, else ``route`` + a batch per route."""
+    if callable(getattr(gag, "answer_routed", None)):
+        answers = gag.answer_routed(questions, max_new_tokens=max_new_tokens)
+        return MethodOutput([a.answer for a in answers], [a.prompt_tokens for a in answers], [a.route for a in answers])
+    routes = [gag.route(q).route for q in questions]
+    texts: list[str] = [""] * len(questions)
+    tokens: list[int | None] = [None] * len(questions)
+    for route in dict.fromkeys(routes):
+        idx = [i for i, r in enumerate(routes) if r == route]
+        for i, ans in zip(idx, pipe.answer_batch([questions[i] for i in idx], route, None, max_new_tokens)):
+            texts[i], tokens[i] = ans.answer, ans.prompt_tokens
+    return MethodOutput(texts, tokens, routes)
+
+
+class CorpusRetrievers:
+    """Chunks the corpus once and builds each retriever on first use."""
+
+    def __init__(self, corpus, config: EvalConfig, tokenizer):
+        docs = load_corpus(corpus) if isinstance(corpus, (str, Path)) else list(corpus)
+        if docs and isinstance(docs[0], str):
+            docs = [Document(str(i), t) for i, t in enumerate(docs)]
+        tok = tokenizer if getattr(tokenizer, "is_fast", False) else None  # words when no fast tokenizer
+        self.chunks = chunk_documents(docs, config.chunk_size, config.chunk_overlap, tok)
+        self.config = config
+        self.built: dict[str, Any] = {}
+
+    def get(self, kind: str):
+        if kind not in self.built:
+            self.built[kind] = BM25Retriever(self.chunks) if kind == "bm25" else \
+                DenseRetriever(self.chunks, self.config.dense_encoder)
+        return self.built[kind]
+
+
+def method_runner(method: str, gag, pipe, domain: str, retrievers: CorpusRetrievers | None,
+                  max_new_tokens: int | None) -> Callable[[list[str]], MethodOutput]:
+    """A function answering a list of questions with ``method`` (one batch)."""
+    mnt = max_new_tokens or pipe.max_new_tokens
+    if method in ("base", "gag"):
+        route = GENERAL if method == "base" else domain
+        return lambda qs: _from_answers(pipe.answer_batch(qs, route, None, mnt))
+    if method == "expert":
+        return lambda qs: MethodOutput(expert_alone_answers(pipe, domain, qs, mnt, len(qs)), [None] * len(qs))
+    if method == "expert-text":
+        return lambda qs: answer_with_text(pipe, domain, qs, expert_alone_answers(pipe, domain, qs, mnt, len(qs)), mnt)
+    if method == "gag-routed":
+        return lambda qs: _answer_routed(gag, pipe, qs, mnt)
+    kind, k = RAG_RE.match(method).groups()
+
+    def rag(qs: list[str]) -> MethodOutput:
+        hits = retrievers.get(kind).search_batch(qs, int(k))
+        return answer_with_text(pipe, domain, qs, [format_knowledge(h) for h in hits], mnt)
+
+    return rag
+
+
+def _from_answers(answers) -> MethodOutput:
+    return MethodOutput([a.answer for a in answers], [a.prompt_tokens for a in answers])
+
+
+# --- scoring ----------------------------------------------------------------------------------------
+
+def score_rows(items: Sequence[EvalItem], output: MethodOutput, sts: StsScorer | None = None,
+               bert: BertScorer | None = None) -> list[dict]:
+    """One dict per question: the prediction and every metric of it."""
+    preds = output.texts
+    sts_vals = sts.score(preds, [it.reference for it in items]) if sts else [None] * len(items)
+    bert_vals = bert.score(preds, [it.reference for it in items]) if bert else [None] * len(items)
+    rows = []
+    for i, (it, p) in enumerate(zip(items, preds)):
+        row = {"question": it.question, "gold": it.gold, "prediction": p, "containment": contains(p, it.gold),
+               "exact_match": exact_match(p, it.gold), "token_f1": token_f1(p, it.gold), "sts": sts_vals[i],
+               "bertscore": bert_vals[i], "prompt_tokens": output.prompt_tokens[i]}
+        if output.routes is not None:
+            row["route"] = output.routes[i]
+        rows.append(row)
+    return rows
+
+
+def _gag_and_pipeline(obj) -> tuple[Any, Any]:
+    pipe = getattr(obj, "pipeline", None)
+    return (obj, pipe) if pipe is not None else (None, obj)
+
+
+def _check_plan(methods: list[str], gag, pipe, domain: str | None, corpus) -> str:
+    if domain is None:
+        if len(pipe.domains) != 1:
+            raise ConfigError(f"Pass domain=NAME; loaded domains: {sorted(pipe.domains) or 'none'}.")
+        domain = next(iter(pipe.domains))
+    pipe.domain(domain)  # refuses an unknown domain with the loaded ones named
+    if any(m.startswith("rag-") for m in methods) and corpus is None:
+        raise ConfigError("RAG methods need a corpus: pass corpus=PATH (CLI: --corpus FILE), or drop rag from methods.")
+    if "gag-routed" in methods and not callable(getattr(gag, "route", None)):
+        raise ConfigError("Method gag-routed needs routing (GAG.route), which this object does not provide; pass "
+                          "a gag_plugins.api.GAG with routing, or evaluate the oracle route with method gag.")
+    return domain
+
+
+def evaluate_methods(gag_or_pipeline, rows: Sequence[dict], methods: Sequence[str], *, domain: str | None = None,
+                     corpus: str | Path | Sequence[Document] | Sequence[str] | None = None,
+                     config: EvalConfig | None = None, progress: Progress | None = None, **options) -> list[dict]:
+    """Answer ``rows`` with every method and score them; one summary dict per method, in method order.
+
+    ``gag_or_pipeline`` is a ``gag_plugins.api.GAG`` (needed for ``gag-routed``) or a ``GagPipeline`` with
+    ``domain`` loaded. ``options`` override fields of ``config`` (e.g. ``ks=[1, 2]``, ``latency_sample=4``).
+    Each summary holds ``method, n, containment, exact_match, token_f1, sts, bertscore, prompt_tokens,
+    latency_median_s, latency_p95_s`` (``None`` where not measured) and ``predictions``, the scored
+    rows. ``gag-routed`` adds ``routed_to_domain``, the share of questions routed to ``domain``.
+    """
+    try:
+        config = replace(config or EvalConfig(), **options)
+    except TypeError:
+        raise ConfigError(f"Unknown option(s) {sorted(set(options) - {f.name for f in fields(EvalConfig)})}; "
+                          f"valid: {sorted(f.name for f in fields(EvalConfig))}.") from None
+    gag, pipe = _gag_and_pipeline(gag_or_pipeline)
+    methods = expand_methods(methods, config.ks, config.retrievers)
+    domain = _check_plan(methods, gag, pipe, domain, corpus)
+    items = prepare_items(rows, config)
+    needs_corpus = any(m.startswith("rag-") for m in methods)
+    retrievers = CorpusRetrievers(corpus, config, pipe.tokenizer) if needs_corpus else None
+    sts = StsScorer(config.sts_model) if config.sts else None
+    bert = BertScorer(config.bertscore_model) if config.bertscore_model else None
+    questions = [it.question for it in items]
+    summaries = []
+    for done, method in enumerate(methods):
+        if progress:
+            progress("evaluating", done, len(methods), {"method": method})
+        run = method_runner(method, gag, pipe, domain, retrievers, config.max_new_tokens)
+        outputs = [run(questions[s:s + config.batch_size]) for s in range(0, len(questions), config.batch_size)]
+        output = MethodOutput([t for o in outputs for t in o.texts], [n for o in outputs for n in o.prompt_tokens],
+                              None if outputs[0].routes is None else [r for o in outputs for r in o.routes])
+        latencies = []
+        for q in questions[:config.latency_sample]:
+            start = time.perf_counter()
+            run([q])
+            latencies.append(time.perf_counter() - start)
+        scored = score_rows(items, output, sts, bert)
+        lat = summarize_latencies(latencies)
+        summary = {"method": method, "n": len(items),
+                   **aggregate(scored, (*RATE_METRICS, "sts", "bertscore", "prompt_tokens")),
+                   "latency_median_s": lat["median"], "latency_p95_s": lat["p95"], "latency_n": len(latencies)}
+        if output.routes is not None:
+            summary["routed_to_domain"] = sum(r == domain for r in output.routes) / len(output.routes)
+        summaries.append({**summary, "predictions": scored})
+    if progress:
+        progress("evaluating", len(methods), len(methods), {"method": "done"})
+    return summaries

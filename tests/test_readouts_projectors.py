@@ -1,0 +1,157 @@
+"""Every registered readout and projector kind on tiny models: shapes, determinism, configs, pooling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gag_core.errors import ConfigError, InjectionError
+from gag_core.models import load_causal_lm, load_tokenizer
+from gag_core.projectors import ProjectorBundle, ProjectorConfig
+from gag_core.readouts import ReadoutConfig, pool_segments
+from gag_plugins.manager import collect
+from tests.factories import tiny_lora
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _single_torch_thread():
+    """Tiny models gain nothing from threads, and 2 OpenMP threads on a shared 2-core box run ~5x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+READOUT_KINDS = sorted(collect("register_readouts"))
+PROJECTOR_KINDS = sorted(collect("register_projectors"))
+# A small config per built-in kind; a plugin's kind gets a generic one.
+TINY_READOUTS = {
+    "final_token": ReadoutConfig(kind="final_token", layers=[-4, -1], slots=1, max_new_tokens=4),
+    "multi_slot": ReadoutConfig(kind="multi_slot", layers=[-1, -2, -4, -6], slots=3, max_new_tokens=6),
+    "prefill": ReadoutConfig(kind="prefill", layers=[-1, -3], slots=2, pooling="mean"),
+}
+QUESTIONS = ["What colour is Veltrasite?", "hi", "In which year was the hexagonal mineral discovered?"]
+
+
+def tiny_readout(kind: str) -> ReadoutConfig:
+    return TINY_READOUTS.get(kind) or ReadoutConfig(kind=kind, layers=[-1], slots=1, max_new_tokens=4)
+
+
+def test_the_builtins_are_registered():
+    assert {"final_token", "multi_slot", "prefill"} <= set(READOUT_KINDS)
+    assert {"mlp2x_gelu", "gated_residual"} <= set(PROJECTOR_KINDS)
+
+
+@pytest.fixture(scope="module")
+def expert(tiny_paths):
+    model = tiny_lora(load_causal_lm(tiny_paths["expert"], frozen=False), seed=3).eval()
+    return model, load_tokenizer(tiny_paths["expert"])
+
+
+@pytest.mark.parametrize("kind", READOUT_KINDS)
+def test_readout_memory_shape_and_determinism(expert, kind):
+    model, tok = expert
+    config = tiny_readout(kind)
+    readout = collect("register_readouts")[kind](config)
+    first = readout.read(model, tok, QUESTIONS)
+    assert first.shape == (3, len(config.layers), config.slots, 48)
+    assert torch.isfinite(first).all() and first.abs().max() <= config.clamp
+    assert torch.equal(readout.read(model, tok, QUESTIONS), first)
+    alone = torch.cat([readout.read(model, tok, [q]) for q in QUESTIONS])
+    torch.testing.assert_close(first, alone, rtol=0, atol=1e-4)  # left padding changes nothing
+    assert not torch.allclose(first[0], first[1])  # the memory depends on the question
+
+
+@pytest.mark.parametrize("kind", ["final_token", "multi_slot"])
+def test_generating_readouts_read_the_generated_background(expert, kind):
+    """A different background budget changes a generating readout's memory; prefill ignores it."""
+    model, tok = expert
+    config = tiny_readout(kind)
+    cls = collect("register_readouts")[kind]
+    short = cls(ReadoutConfig(**{**config.to_dict(), "max_new_tokens": 2})).read(model, tok, QUESTIONS[:1])
+    longer = cls(ReadoutConfig(**{**config.to_dict(), "max_new_tokens": 8})).read(model, tok, QUESTIONS[:1])
+    assert not torch.allclose(short, longer)
+
+
+def test_default_readout_configs_are_consistent():
+    for cls in collect("register_readouts").values():
+        readout = cls()
+        assert readout.config.kind == cls.kind
+
+
+@pytest.mark.parametrize("kind", PROJECTOR_KINDS)
+def test_projector_shapes_and_safetensors_round_trip(kind, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    config = ProjectorConfig(kind=kind, expert_hidden=48, base_hidden=64, slots=3, layers=4, output_scale=0.5)
+    torch.manual_seed(0)
+    bundle = ProjectorBundle(config, collect("register_projectors")[kind]).eval()
+    memory = torch.randn(2, 4, 3, 48)
+    out = bundle(memory)
+    assert out.shape == (2, 3, 64) and torch.isfinite(out).all()
+    save_file({k: v.contiguous() for k, v in bundle.state_dict().items()}, str(tmp_path / "p.safetensors"))
+    again = ProjectorBundle(config, collect("register_projectors")[kind]).eval()
+    again.load_state_dict(load_file(str(tmp_path / "p.safetensors")))
+    torch.testing.assert_close(again(memory), out, rtol=0, atol=0)
+    assert out.dtype == torch.float32 and bundle(memory.bfloat16()).dtype == torch.float32
+
+
+def test_projector_refuses_memory_of_the_wrong_shape():
+    bundle = ProjectorBundle(ProjectorConfig(expert_hidden=48, base_hidden=64, slots=2, layers=4))
+    with pytest.raises(InjectionError, match="layers=1, slots=2, hidden=48.*expects.*layers=4"):
+        bundle(torch.randn(1, 1, 2, 48))
+    with pytest.raises(ConfigError, match="batch, layers, slots, hidden"):
+        bundle(torch.randn(2, 48))
+
+
+def test_layer_mixer_starts_as_the_mean_over_layers():
+    bundle = ProjectorBundle(ProjectorConfig(expert_hidden=4, base_hidden=4, slots=2, layers=3))
+    memory = torch.randn(5, 3, 2, 4)
+    torch.testing.assert_close(bundle.mixer(memory), memory.mean(1))
+
+
+# --- configs -----------------------------------------------------------------------------------------
+
+def test_readout_config_validation():
+    with pytest.raises(ConfigError, match="slots to 1"):
+        ReadoutConfig(kind="final_token", layers=[-4], slots=4)
+    with pytest.raises(ConfigError, match="Invalid readout kind"):
+        ReadoutConfig(kind="Not A Kind!")
+    with pytest.raises(ConfigError, match="slots"):
+        ReadoutConfig(slots=0)
+    with pytest.raises(ConfigError, match="layers"):
+        ReadoutConfig(layers=[])
+    with pytest.raises(ConfigError, match="pooling"):
+        ReadoutConfig(pooling="max")
+    assert ReadoutConfig(kind="a_plugins_kind").kind == "a_plugins_kind"  # plugins add kinds
+    assert ReadoutConfig(layers=["-1", -2]).layers == [-1, -2]
+
+
+def test_projector_config_validation():
+    with pytest.raises(ConfigError, match="Invalid projector kind"):
+        ProjectorConfig(kind="")
+    with pytest.raises(ConfigError, match="expert_hidden"):
+        ProjectorConfig(expert_hidden=0)
+    assert ProjectorConfig(base_hidden=32).hidden == 32
+    with pytest.raises(ConfigError, match="not built in.*plugin"):
+        ProjectorBundle(ProjectorConfig(kind="a_plugins_kind"))
+
+
+def test_out_of_range_layer_is_a_config_error(expert):
+    model, tok = expert
+    readout = collect("register_readouts")["prefill"](ReadoutConfig(kind="prefill", layers=[-40], slots=1))
+    with pytest.raises(ConfigError, match="out of range"):
+        readout.read(model, tok, QUESTIONS[:1])
+
+
+# --- pooling -----------------------------------------------------------------------------------------
+
+def test_pool_segments_modes():
+    states = torch.arange(12, dtype=torch.float32).view(6, 2)
+    mask = torch.tensor([False, True, True, True, True, False])  # valid rows 1..4
+    assert pool_segments(states, mask, 2, "mean").tolist() == [[3.0, 4.0], [7.0, 8.0]]
+    assert pool_segments(states, mask, 2, "last").tolist() == [[4.0, 5.0], [8.0, 9.0]]
+    weighted = pool_segments(states, mask, 1, "norm_softmax")
+    assert weighted.shape == (1, 2) and weighted[0, 0] > 5.0  # leans to the larger-norm tokens
+    assert pool_segments(states, mask, 6, "mean").shape == (6, 2)  # fewer tokens than slots: repeats
+    assert torch.equal(pool_segments(states, torch.zeros(6, dtype=torch.bool), 3, "mean"), torch.zeros(3, 2))

@@ -1,0 +1,148 @@
+"""Training on tiny models: Stage II equivalence, end to end, kill -9 resume per stage, data parallel."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gag_core.errors import DataError, TrainingError
+from gag_core.injection import InjectionHook, merge_memory
+from gag_core.module import DomainModule
+from gag_core.projectors import ProjectorBundle, ProjectorConfig
+from gag_core.training.data import load_qa
+from gag_core.training.stage2 import IGNORE, AlignmentModel, cache_prefixes, collate, make_examples
+from tests import tiny
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "tests" / "scripts" / "train_tiny.py"
+TINY_CONFIG = {
+    "readout": {"kind": "multi_slot", "layers": [-1, -2], "slots": 2, "max_new_tokens": 4},
+    "stage1": {"lora_r": 4, "top_layers": 3, "lora_alpha": 8, "dapt_epochs": 1, "sft_epochs": 2, "batch_size": 4, "max_length": 64},
+    "stage2": {"epochs": 2, "batch_size": 4, "checkpoint_every": 2, "dev_limit": 4, "max_new_tokens": 4},
+    "prototypes": 4, "shard_size": 4, "readout_batch_size": 4,
+}
+
+
+def write_data(folder: Path, n: int = 12) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    colours = ["teal", "amber", "violet", "coral"]
+    rows = [{"question": f"What colour is mineral {i}?", "answer": f"It is {colours[i % 4]}.", "value": colours[i % 4]}
+            for i in range(n)]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:4]))
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"text": f"Mineral {i} is {colours[i % 4]}. " * 3}) + "\n"
+                                                 for i in range(n)))
+    (folder / "config.json").write_text(json.dumps(TINY_CONFIG))
+    return folder
+
+
+def run_script(tiny_paths, data, out, kill_at="", env_extra=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
+    return subprocess.run([sys.executable, str(SCRIPT), tiny_paths["base"], tiny_paths["expert"], str(data), str(out),
+                           kill_at], env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "llama"])
+def test_cached_prefix_loss_equals_full_sequence_loss(arch, tiny_tokenizer):
+    base = tiny.make_model(arch, len(tiny_tokenizer), 64, seed=1).requires_grad_(False)
+    bundle = ProjectorBundle(ProjectorConfig(expert_hidden=48, base_hidden=64, slots=2, layers=3))
+    model = AlignmentModel(bundle, base)
+    questions = ["What colour is x?", "a much longer question about the discovered mineral crystal system?", "hi"]
+    examples = make_examples(InjectionHook(tiny_tokenizer), tiny_tokenizer, questions,
+                             ["teal.", "It is cubic and hexagonal.", "0123"], torch.randn(3, 3, 2, 48), 2)
+    fresh, _ = model(*collate(base, examples, 0, "cpu")[:7], 2)
+    cache_prefixes(base, examples, 0, "cpu")
+    cached, _ = model(*collate(base, examples, 0, "cpu")[:7], 2)
+    total, count = 0.0, 0
+    for e in examples:  # reference: each full sequence on its own, no cache
+        ids = torch.tensor([e.prefix + e.suffix])
+        labels = torch.tensor([[IGNORE] * len(e.prefix) + e.labels])[:, 1:]
+        mask = torch.zeros_like(ids, dtype=torch.bool)
+        mask[0, len(e.prefix):len(e.prefix) + 2] = True
+        embeds = merge_memory(base.get_input_embeddings()(ids), mask, bundle(e.memory[None]))
+        logits = base.get_output_embeddings()(base.get_decoder()(inputs_embeds=embeds).last_hidden_state[:, :-1])
+        total = total + F.cross_entropy(logits[labels != IGNORE], labels[labels != IGNORE], reduction="sum")
+        count += int((labels != IGNORE).sum())
+    assert torch.allclose(fresh, total / count, atol=1e-5)
+    assert torch.allclose(cached, fresh, atol=1e-6)
+
+
+def test_bad_rows_are_reported_with_line_numbers(tmp_path):
+    path = tmp_path / "qa.jsonl"
+    path.write_text('{"question": "q1", "answer": "a1"}\nnot json\n{"question": "", "answer": "x"}\n')
+    with pytest.raises(DataError, match=r"line 2.*line 3"):
+        load_qa(path)
+    path.write_text('{"question": "q1", "answer": "a1"}\n')
+    with pytest.raises(DataError, match="at least"):
+        load_qa(path)
+
+
+def test_train_domain_end_to_end_produces_a_working_module(tiny_paths, tmp_path):
+    from gag_core.models import load_causal_lm, load_tokenizer
+    from gag_core.pipeline import GagPipeline
+
+    data = write_data(tmp_path / "data")
+    result = run_script(tiny_paths, data, tmp_path / "module")
+    assert result.returncode == 0, result.stderr[-3000:]
+    module = DomainModule.open(tmp_path / "module")
+    assert module.manifest.training["data"]["qa_pairs"] == 12
+    assert "dev_containment" in module.manifest.training["metrics"]
+    base = load_causal_lm(tiny_paths["base"])
+    pipe = GagPipeline(base, load_tokenizer(tiny_paths["base"]),
+                       expert_loader=lambda i: (load_causal_lm(i), load_tokenizer(i)), max_new_tokens=4)
+    pipe.add_domain(module)
+    assert pipe.answer("What colour is mineral 3?", "tinydom").route == "tinydom"
+
+
+@pytest.mark.parametrize("stage", ["stage1", "readout", "stage2"])
+def test_kill_9_then_rerun_resumes_and_finishes(stage, tiny_paths, tmp_path):
+    data = write_data(tmp_path / "data")
+    out = tmp_path / "module"
+    killed = run_script(tiny_paths, data, out, kill_at=stage)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert not out.exists()
+    home = Path(os.environ["GAG_HOME"])
+    work = next((home / "work").iterdir())
+    before = sorted(p.name for p in work.iterdir())
+    finished = run_script(tiny_paths, data, out)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    DomainModule.open(out)
+    log = [json.loads(line) for line in (work / "train-log.jsonl").read_text().splitlines()]
+    if stage == "readout":
+        assert "readouts-train" in before  # the first shard survived and was not recomputed
+        assert any(p.name.startswith("shard-") for p in (work / "readouts-train").iterdir())
+    else:
+        assert any(r.get("event") == "resumed" and r["stage"].startswith(stage) for r in log), log[-5:]
+
+
+def test_non_finite_loss_stops_with_a_report(tiny_paths, tmp_path):
+    from accelerate import Accelerator
+
+    from gag_core.training.loop import LoopSpec, run_loop
+
+    model = torch.nn.Linear(2, 1)
+
+    def loss_fn(m, batch):
+        return m(torch.ones(1, 2)).sum() * float("nan"), {"nll": float("nan")}
+
+    with pytest.raises(TrainingError, match="loss became nan.*Lower the learning rate"):
+        run_loop(LoopSpec("unit", 1, 1e-3), accelerator=Accelerator(cpu=True), model=model,
+                 batches=lambda e: [[0]], loss_fn=loss_fn, ckpt_dir=tmp_path / "ckpt")
+
+
+def test_data_parallel_two_cpu_processes(tiny_paths, tmp_path):
+    data = write_data(tmp_path / "data")
+    out = tmp_path / "module"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29617",
+           str(SCRIPT), tiny_paths["base"], tiny_paths["expert"], str(data), str(out)]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    module = DomainModule.open(out)
+    assert module.manifest.training["data"]["qa_pairs"] == 12
