@@ -48,7 +48,8 @@ class Encoder(Protocol):
 
     name: str
     dim: int
-    # optional: ``default_margin`` (float), the margin measured to suit this encoder's cosine scale
+    # optional: ``default_margin`` (float), the margin measured to suit this encoder's cosine scale, and
+    # ``general_prototypes`` (int), how many prototypes the general route gets (default GENERAL_PROTOTYPES)
 
     def encode(self, texts: list[str]) -> torch.Tensor: ...
 
@@ -58,6 +59,7 @@ class ExpertMeanEncoder:
     question's tokens (attention-masked), L2-normalised. The raw question is encoded, without a chat template."""
 
     default_margin = 0.0  # its cosines crowd near 1 (anisotropy); a margin that suits MiniLM would swamp them
+    general_prototypes = 512  # every general question is its own prototype: centroids blur (docs/routing.md)
 
     def __init__(self, model, tokenizer, expert_id: str = "expert", batch_size: int = 32):
         self.model = model

@@ -51,7 +51,8 @@ def build_router(modules: list[DomainModule], encoder, margin: float | None = No
     """General + one route per module. ``margin=None`` takes the encoder's measured default."""
     router = PrototypeRouter(encoder, getattr(encoder, "default_margin", 0.0) if margin is None else margin)
     folder = cache_dir() / "router"
-    router.add_route(GENERAL, cached_prototypes(encoder, general_questions, folder, k=GENERAL_PROTOTYPES))
+    k = getattr(encoder, "general_prototypes", GENERAL_PROTOTYPES)
+    router.add_route(GENERAL, cached_prototypes(encoder, general_questions, folder, k=k))
     for module in modules:
         router.add_route(module.name, module_prototypes(module, encoder, folder))
     return router
@@ -77,8 +78,8 @@ def load_router(domains: list[str] | None = None, *, profile: str = "embedded", 
 
     def backbone():
         eid = expert or (modules[0].manifest.expert["id"] if modules else prof.expert)
-        return load_causal_lm(eid, dtype=prof.dtype, device_map=prof.device_map), load_tokenizer(eid), \
-            canonical_model_id(eid)
+        model = load_causal_lm(eid, dtype=prof.dtype, device_map=prof.device_map)
+        return model, load_tokenizer(eid), canonical_model_id(eid)
 
     return build_router(modules, make_encoder(router_encoder, backbone), margin), unavailable
 
@@ -87,13 +88,13 @@ class GAG:
     """A frozen base model plus installed domains, with routing between them."""
 
     def __init__(self, pipeline: GagPipeline, profile: str = "embedded", *, router_encoder: str | None = None,
-                 margin: float | None = None, expert_id: str | None = None):
+                 margin: float | None = None, expert_override: str | None = None):
         self.pipeline = pipeline
         self.profile = profile
         self.unavailable: dict[str, str] = {}  # domain -> why it could not be loaded
         self.router_encoder = router_encoder_name(router_encoder)
         self.margin = margin
-        self.expert_id = expert_id or get_profile(profile).expert  # backbone of expert-mean when no domain names one
+        self.expert_override = expert_override  # --expert: the backbone every domain runs on, whatever it names
         self.last_decision: RouteDecision | None = None  # set by answer/stream when they route
         self._router: PrototypeRouter | None = None
 
@@ -113,7 +114,7 @@ class GAG:
         model = load_causal_lm(base_id, dtype=prof.dtype, device_map=prof.device_map, trust_remote_code=trust_remote_code)
         tok = load_tokenizer(base_id, trust_remote_code)
         return cls(GagPipeline(model, tok, expert_loader=load_expert, max_new_tokens=max_new_tokens), profile,
-                   router_encoder=router_encoder, margin=margin, expert_id=expert)
+                   router_encoder=router_encoder, margin=margin, expert_override=expert)
 
     @classmethod
     def from_installed(cls, domains: list[str] | None = None, *, profile: str = "embedded", base: str | None = None,
@@ -162,10 +163,11 @@ class GAG:
 
     # -- routing ---------------------------------------------------------------------------------
     def _expert_backbone(self):
+        """(model, tokenizer, id) of the expert backbone for the expert-mean encoder (the first domain's)."""
         loaded = list(self.pipeline.domains.values())
-        expert_id = loaded[0].expert_id if loaded else self.expert_id
+        expert_id = loaded[0].expert_id if loaded else (self.expert_override or get_profile(self.profile).expert)
         key, (model, tok) = self.pipeline._expert_for(expert_id)
-        return model, tok, key
+        return model, tok, canonical_model_id(self.expert_override) if self.expert_override else key
 
     @property
     def router(self) -> PrototypeRouter:

@@ -147,7 +147,6 @@ def test_a_base_of_another_hidden_size_is_refused(make_module, tiny_paths, tiny_
     assert "hidden size 64" in msg and "hidden size 32" in msg and "retrain the domain" in msg and "Load base" in msg
 
 
-@pytest.mark.xfail(strict=True, reason="gag_core/module.py check_expert: the message names both sizes but no fix")
 def test_an_expert_of_another_hidden_size_is_refused_with_the_fix(make_module, tiny_paths, tiny_tokenizer):
     module = DomainModule.open(make_module("eh"))
     small_expert = tiny.make_model("llama", len(tiny_tokenizer), hidden=32, seed=2)
