@@ -91,7 +91,8 @@ class ChatSession:
             return
         decision = self.last_decision or self.gag.route(self.last_question)
         self.last_decision = decision
-        console.print(scores_table(decision, f"routes for: {self.last_question}"))
+        console.print(f"routes for: {self.last_question}", markup=False)
+        console.print(scores_table(decision))
 
     def _use(self, name: str) -> None:
         if not name:
@@ -168,6 +169,8 @@ def run_chat(session: ChatSession, read: Callable[[str], str] | None = None) -> 
             session.ask(line[1:] if line.startswith("//") else line)
         except GagError as exc:  # one bad question must not end the session
             console.print(f"[bold red]Error:[/] {exc}")
+        except KeyboardInterrupt:  # Ctrl-C while routing, before the answer started
+            console.print("\n[dim](stopped)[/]")
     console.print("[dim]bye[/]")
 
 

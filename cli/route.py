@@ -76,7 +76,8 @@ def register(app: typer.Typer) -> None:
         console.print(f"[bold]{decision.route}[/] ({decision.score:.4f})"
                       + (" [dim]— a domain won by less than the margin[/]" if decision.fallback else ""))
         if explain:
-            console.print(scores_table(decision, f"encoder {router.encoder.name}, margin {router.margin:g}"))
+            console.print(scores_table(decision))
+            console.print(f"[dim]encoder {router.encoder.name}, margin {router.margin:g}[/]")
 
 
 def _route_file(router, input: Path, output: Path, batch_size: int) -> None:

@@ -74,6 +74,16 @@ class ExpertMeanEncoder:
         disable = getattr(self.model, "disable_adapter", None)  # PeftModel: run the plain backbone
         return disable() if callable(disable) and hasattr(self.model, "peft_config") else nullcontext()
 
+    def _last_hidden(self, ids, mask) -> torch.Tensor:
+        """The final (normed) hidden states; the decoder body alone when it can be reached (no LM head)."""
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        get_decoder = getattr(base, "get_decoder", None)
+        body = get_decoder() if callable(get_decoder) else None
+        if body is not None and body is not base:
+            return body(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+        return self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True,
+                          use_cache=False).hidden_states[-1]
+
     @torch.no_grad()
     def encode(self, texts: list[str]) -> torch.Tensor:
         device = self.model.get_input_embeddings().weight.device
@@ -90,8 +100,7 @@ class ExpertMeanEncoder:
                     ids[i, :len(s)] = torch.tensor(s)
                     mask[i, :len(s)] = 1
                 ids, mask = ids.to(device), mask.to(device)
-                states = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True,
-                                    use_cache=False).hidden_states[-1].float()
+                states = self._last_hidden(ids, mask).float()
                 m = mask.unsqueeze(-1).to(states.dtype)
                 out.append(((states * m).sum(1) / m.sum(1)).cpu())
         if not out:

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from gag_core.pipeline import GENERAL
 from gag_core.router import RouteDecision
-from tests.test_router import MINERAL_EXEMPLARS, POLICY_EXEMPLARS, installed_two, words_plugin  # noqa: F401
+from tests.test_router import installed_two, words_plugin  # noqa: F401 - shared fixtures
 
 runner = CliRunner()
 

@@ -134,14 +134,17 @@ def minilm_setup():
             "minerals_test": _questions(MINERALS / "test.jsonl") + _questions(MINERALS / "dev.jsonl"),
             "policies_train": _questions(POLICIES, "prototype"), "policies_test": _questions(POLICIES, "test"),
             "glimmerhold": GLIMMERHOLD}
-    return enc, {k: enc.encode(v) for k, v in sets.items()}
+    emb = {k: enc.encode(v) for k, v in sets.items()}
+    protos = {GENERAL: build_prototypes(emb["general_train"], k=GENERAL_PROTOTYPES),
+              "minerals": build_prototypes(emb["minerals_train"]), "policies": build_prototypes(emb["policies_train"])}
+    return enc, emb, protos
 
 
-def _demo_router(enc, emb, margin=None):
+def _demo_router(enc, protos, margin=None):
+    """The configuration gag uses for MiniLM: 64 general prototypes, 32 per domain, the encoder's margin."""
     router = PrototypeRouter(enc, enc.default_margin if margin is None else margin)
-    router.add_route(GENERAL, build_prototypes(emb["general_train"], k=GENERAL_PROTOTYPES))
-    router.add_route("minerals", build_prototypes(emb["minerals_train"]))
-    router.add_route("policies", build_prototypes(emb["policies_train"]))
+    for name, p in protos.items():
+        router.add_route(name, p)
     return router
 
 
@@ -150,8 +153,8 @@ def _routes(router, emb):
 
 
 def test_minilm_routing_accuracy_on_mixed_heldout_set(minilm_setup):
-    enc, emb = minilm_setup
-    router = _demo_router(enc, emb)
+    enc, emb, protos = minilm_setup
+    router = _demo_router(enc, protos)
     gold = {GENERAL: "general_test", "minerals": "minerals_test", "policies": "policies_test"}
     routed = {route: _routes(router, emb[key]) for route, key in gold.items()}
     correct = sum(r == route for route, rs in routed.items() for r in rs)
@@ -164,9 +167,9 @@ def test_minilm_routing_accuracy_on_mixed_heldout_set(minilm_setup):
 
 @pytest.mark.parametrize("margin", [0.0, 0.05])
 def test_a_new_domain_only_takes_the_queries_it_wins(minilm_setup, margin):
-    enc, emb = minilm_setup
+    enc, emb, protos = minilm_setup
     mixed = torch.cat([emb["general_test"], emb["minerals_test"], emb["policies_test"], emb["glimmerhold"]])
-    router = _demo_router(enc, emb, margin)
+    router = _demo_router(enc, protos, margin)
     before = _routes(router, mixed)
     router.add_route("glimmerhold", build_prototypes(emb["glimmerhold"][:4]))
     after = _routes(router, mixed)
@@ -293,7 +296,7 @@ def installed_two(make_module):
     store.install_folder(make_module("tinypolicies", exemplars=POLICY_EXEMPLARS, seed=2))
 
 
-def test_gag_routes_answers_and_streams(words_plugin, installed_two, tiny_paths):
+def test_gag_routes_answers_and_streams(words_plugin, installed_two, tiny_paths, make_module):
     from gag_plugins.api import GAG
 
     gag = GAG.from_installed(["tinyminerals", "tinypolicies"], base=tiny_paths["base"], expert=tiny_paths["expert"],
@@ -320,6 +323,15 @@ def test_gag_routes_answers_and_streams(words_plugin, installed_two, tiny_paths)
     streamed = "".join(gag.stream(questions[2]))
     assert gag.last_decision.route == "tinypolicies"
     assert streamed.strip() == gag.answer(questions[2], domain="tinypolicies").answer
+
+    from gag_core.module import DomainModule  # plug and play through the API: only the new prototypes arrive
+
+    before = {n: p.clone() for n, p in gag.router.prototypes.items()}
+    gag.add_domain(DomainModule.open(make_module("tinygame", exemplars=GLIMMERHOLD[:4], seed=3)))
+    assert gag.router.routes == [GENERAL, "tinyminerals", "tinypolicies", "tinygame"]
+    assert all(torch.equal(gag.router.prototypes[n], p) for n, p in before.items())
+    assert [gag.route(q).route for q in questions] == routes
+    assert gag.route("Can a Lantern Warden in Glimmerhold move two tiles?").route == "tinygame"
 
 
 def test_gag_without_domains_routes_to_general(words_plugin, tiny_paths):

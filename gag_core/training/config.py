@@ -20,10 +20,10 @@ class ExpertConfig:
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
                                                               "gate_proj", "up_proj", "down_proj"],
                                       metadata={"help": "modules that get LoRA"})
-    top_layers: int = field(default=15, metadata={"help": "LoRA on the top N layers only (0 = all); "
+    top_layers: int = field(default=20, metadata={"help": "LoRA on the top N layers only (0 = all); "
                                                          "backward stops below them, which halves CPU time"})
     dapt_epochs: int = field(default=1, metadata={"help": "causal-LM epochs over the corpus (0 = skip)"})
-    sft_epochs: int = field(default=4, metadata={"help": "QA supervised epochs"})
+    sft_epochs: int = field(default=8, metadata={"help": "QA supervised epochs"})
     lr: float = field(default=2e-3, metadata={"help": "learning rate"})
     batch_size: int = field(default=16, metadata={"help": "examples per step"})
     max_length: int = field(default=160, metadata={"help": "tokens per example (longer are cut)"})
@@ -62,7 +62,8 @@ class TrainConfig:
     stage1: ExpertConfig = field(default_factory=ExpertConfig)
     stage2: AlignConfig = field(default_factory=AlignConfig)
     prototypes: int = field(default=32, metadata={"help": "router prototypes per domain (fewer with few questions)"})
-    router_encoder: str = field(default="expert-mean", metadata={"help": "expert-mean | sentence-transformers"})
+    router_encoder: str = field(default="minilm", metadata={"help": "minilm (the embedded sentence encoder, the "
+                                                                      "router's default) | expert-mean"})
     readout_batch_size: int = field(default=16, metadata={"help": "questions per readout batch"})
     shard_size: int = field(default=64, metadata={"help": "questions per readout-cache shard"})
 

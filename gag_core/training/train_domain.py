@@ -229,7 +229,7 @@ def _sentence_embeddings(texts: list[str]) -> torch.Tensor:
 def _prototypes(expert, tokenizer, expert_id: str, questions: list[str], config: TrainConfig):
     from ..router import ExpertMeanEncoder, SentenceEncoder, build_prototypes
 
-    if config.router_encoder.startswith("sentence"):
+    if config.router_encoder in ("minilm", "sentence-transformers") or config.router_encoder.startswith("sentence"):
         encoder = SentenceEncoder()
     else:
         encoder = ExpertMeanEncoder(expert, tokenizer, expert_id)
