@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from gag_core.assemble import assemble_module
-from gag_core.models import load_causal_lm, load_tokenizer
+from gag_core.models import load_causal_lm
 from gag_core.projectors import ProjectorBundle, ProjectorConfig
 from gag_core.readouts import ReadoutConfig
 

@@ -6,7 +6,6 @@ import json
 import re
 
 import pytest
-import torch
 import typer
 from typer.testing import CliRunner
 
@@ -16,14 +15,6 @@ from gag_core.pipeline import GagPipeline
 runner = CliRunner()
 ROW_KEYS = {"question", "answer", "route", "prompt_tokens", "latency_s"}
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _single_torch_thread():
-    """Tiny models gain nothing from threads, and 2 OpenMP threads on a shared 2-core box run ~5x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def invoke(*args, ok=True):

@@ -19,14 +19,6 @@ from gag_core.models import EMBEDDED_ID, embedded_cache_dir, load_causal_lm, loa
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("shared_models_dir")]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_torch_thread():
-    """2 OpenMP threads on a shared 2-core box generate ~8x slower than 1 (measured on this 135M model)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def shared_models_dir(tmp_path_factory):

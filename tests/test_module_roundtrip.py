@@ -20,14 +20,6 @@ from tests.factories import tiny_lora
 from tests.test_readouts_projectors import tiny_readout
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_torch_thread():
-    """Tiny models gain nothing from threads, and 2 OpenMP threads on a shared 2-core box run ~5x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 READOUT_KINDS = sorted(collect("register_readouts"))
 PROJECTOR_KINDS = sorted(collect("register_projectors"))

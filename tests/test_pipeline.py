@@ -15,14 +15,6 @@ from gag_core.pipeline import GENERAL, GagPipeline
 from gag_core.readouts import ReadoutConfig
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_torch_thread():
-    """Tiny models gain nothing from threads, and 2 OpenMP threads on a shared 2-core box run ~5x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 QUESTIONS = ["What colour is Veltrasite?", "hi",
              "In which year was the hexagonal mineral discovered, and by whom was the crystal system described?"]

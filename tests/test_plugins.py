@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from gag_core.errors import ConfigError, IncompatibleModuleError, PluginError
+from gag_core.errors import IncompatibleModuleError, PluginError
 from gag_core.models import load_causal_lm, load_tokenizer
 from gag_core.module import DomainModule
 from gag_core.pipeline import GagPipeline
@@ -18,14 +18,6 @@ from gag_core.readouts import ReadoutConfig, pool_segments
 from gag_plugins import hookimpl, manager
 from gag_plugins.api import GAG
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _single_torch_thread():
-    """Tiny models gain nothing from threads, and 2 OpenMP threads on a shared 2-core box run ~5x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 class MeanEmbeddingReadout:
