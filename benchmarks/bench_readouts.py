@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from gag_core.evaluation.harness import load_rows
 from gag_core.module import DomainModule
 from gag_core.paths import gag_home
 from gag_core.readouts import ReadoutConfig
@@ -31,11 +32,6 @@ CONFIGS = {
     "prefill-last/mlp2x": (dict(kind="prefill", layers=[-1], slots=1, pooling="last"), "mlp2x_gelu"),
     "prefill-4slot/mlp2x": (dict(kind="prefill", layers=[-1, -2, -4, -6], slots=4), "mlp2x_gelu"),
 }
-
-
-def rows(path: Path, limit: int = 0) -> list[dict]:
-    out = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return out[:limit] if limit else out
 
 
 def evaluate(module_dir: Path, test: list[dict]) -> dict:
@@ -71,7 +67,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_readouts.json"))
     args = parser.parse_args()
     torch.manual_seed(0)
-    test = rows(DATA / "test.jsonl", args.limit)
+    test = load_rows(DATA / "test.jsonl", args.limit)
     inputs = TrainInputs("minerals", DATA / "train.jsonl", DATA / "corpus.jsonl", DATA / "dev.jsonl",
                          [DATA / "unaligned_train.jsonl"])
     root = gag_home() / "bench-readouts"

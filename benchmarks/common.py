@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -19,16 +18,11 @@ DEMO = "minerals"
 
 
 def setup_threads(threads: int = 1) -> None:
-    """Benchmarks share a small machine: one intra-op thread unless asked otherwise."""
-    torch.set_num_threads(threads)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        import transformers
+    """Benchmarks share a small machine: one intra-op thread unless asked otherwise; quiet libraries."""
+    from gag_cli.console import quiet_libraries
 
-        transformers.logging.set_verbosity_error()
-        transformers.logging.disable_progress_bar()
-    except ImportError:
-        pass
+    torch.set_num_threads(threads)
+    quiet_libraries()
 
 
 def read_jsonl(path: Path, limit: int = 0) -> list[dict]:

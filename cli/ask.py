@@ -95,7 +95,11 @@ def _ask_file(gag, input: Path, output: Path, domain, general, batch_size: int) 
         task = progress.add_task("answering", total=len(questions), completed=done)
         for start in range(0, len(todo), batch_size):
             idx = todo[start:start + batch_size]
-            routed = [(i, *choose_route(gag, questions[i], domain, general)) for i in idx]
+            if domain or general:
+                routed = [(i, *choose_route(gag, questions[i], domain, general)) for i in idx]
+            else:  # one encoder pass for the whole batch
+                decisions = gag.route_batch([questions[i] for i in idx])
+                routed = [(i, d.route, d.score) for i, d in zip(idx, decisions)]
             rows: dict[int, dict] = {}
             for route in dict.fromkeys(r for _, r, _ in routed):
                 group = [(i, s) for i, r, s in routed if r == route]

@@ -69,8 +69,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _load_rows(path: Path, limit: int = 0) -> list[dict]:
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return rows[:limit] if limit else rows
+    from gag_core.evaluation.harness import load_rows
+
+    return load_rows(path, limit)
 
 
 def evaluate_demo(module, data: Path, limit: int = 0) -> dict:

@@ -7,24 +7,16 @@ import os
 from pathlib import Path
 
 from gag_core.errors import DataError
+from gag_core.jsonl import iter_objects
 
 
 def read_questions(path: Path, field: str = "question") -> list[str]:
-    if not Path(path).is_file():
-        raise DataError(f"Input file {path} does not exist.")
     out = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{i}: not valid JSON ({exc.msg}); fix or remove that line.") from None
-            q = row.get(field) if isinstance(row, dict) else None
-            if not isinstance(q, str) or not q.strip():
-                raise DataError(f"{path}:{i}: expected a non-empty string field {field!r}.")
-            out.append(q)
+    for lineno, row in iter_objects(path):
+        q = row.get(field)
+        if not isinstance(q, str) or not q.strip():
+            raise DataError(f"{path}:{lineno}: expected a non-empty string field {field!r}.")
+        out.append(q)
     return out
 
 

@@ -18,7 +18,6 @@ them). Metric definitions: :mod:`gag_core.evaluation.metrics` and docs/evaluatio
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +28,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, DataError
+from ..jsonl import iter_objects
 from ..pipeline import GENERAL
 from ..readouts import _left_pad, expert_prompt_ids
 from .metrics import BertScorer, StsScorer, aggregate, contains, exact_match, summarize_latencies, token_f1
@@ -84,19 +84,8 @@ class EvalItem:
 
 def load_rows(path: str | Path, limit: int = 0) -> list[dict]:
     """The JSON objects of a JSONL file, in order (the first ``limit`` when > 0)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"Evaluation data not found: {path}; pass a JSONL file with one question per line.")
     rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg}); fix or remove that line.") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{lineno}: expected a JSON object, found {type(row).__name__}.")
+    for _, row in iter_objects(path):
         rows.append(row)
         if limit and len(rows) >= limit:
             break

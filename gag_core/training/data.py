@@ -55,35 +55,10 @@ def load_qa(path: Path, question_field: str = "question", answer_field: str = "a
 
 
 def load_corpus_texts(path: Path, text_field: str = "text") -> list[str]:
-    """Corpus documents as plain strings: JSONL (``text`` field), one .txt/.md file, or a folder of them."""
-    path = Path(path)
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix in (".txt", ".md") and p.is_file())
-        if not files:
-            raise DataError(f"Corpus folder {path} holds no .txt or .md files.")
-        return [t for t in (p.read_text(encoding="utf-8", errors="replace").strip() for p in files) if t]
-    if not path.is_file():
-        raise DataError(f"Corpus {path} does not exist.")
-    if path.suffix == ".jsonl":
-        docs = []
-        with open(path, encoding="utf-8") as f:
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{i}: not valid JSON ({exc.msg}).") from None
-                text = row.get(text_field) if isinstance(row, dict) else None
-                if not isinstance(text, str):
-                    raise DataError(f"{path}:{i}: expected a string field {text_field!r}.")
-                if text.strip():
-                    docs.append(text.strip())
-        if not docs:
-            raise DataError(f"Corpus {path} holds no documents.")
-        return docs
-    text = path.read_text(encoding="utf-8", errors="replace")
-    docs = [p.strip() for p in text.split("\n\n") if p.strip()]
+    """Corpus documents as plain strings (the same loader the RAG baselines use)."""
+    from ..evaluation.retrieval import load_corpus
+
+    docs = [d.text.strip() for d in load_corpus(path, text_field=text_field) if d.text.strip()]
     if not docs:
-        raise DataError(f"Corpus {path} is empty.")
+        raise DataError(f"Corpus {path} holds no text.")
     return docs
