@@ -4,7 +4,8 @@ One Stage I expert is trained (or reused) and shared; each configuration then bu
 cache and aligns its own projector. Reports held-out-phrasing accuracy (answer containment) overall
 and per answer type, alignment time, and single-query latency. Prints a table and writes JSON.
 
-    python benchmarks/bench_readouts.py [--epochs 10] [--limit 160] [--configs multi_slot,final_token,...]
+    python benchmarks/bench_readouts.py [--epochs 8] [--limit 160] [--configs multi_slot/mlp2x,...]
+                                        [--expert-adapter WORK/expert]   # reuse a trained Stage I
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from gag_core.training.train_domain import TrainInputs, train_domain
 
 DATA = Path(__file__).resolve().parent.parent / "modules" / "gag-domain-minerals" / "gag_domain_minerals" / "data"
 CONFIGS = {
+    "multi_slot-last-layer/mlp2x": (dict(kind="multi_slot", layers=[-1], slots=4), "mlp2x_gelu"),
     "multi_slot/mlp2x": (dict(kind="multi_slot", layers=[-1, -2, -4, -6], slots=4), "mlp2x_gelu"),
     "multi_slot/gated": (dict(kind="multi_slot", layers=[-1, -2, -4, -6], slots=4), "gated_residual"),
     "final_token/mlp2x": (dict(kind="final_token", layers=[-4], slots=1), "mlp2x_gelu"),
@@ -64,6 +66,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="Stage II epochs (default: the profile's)")
     parser.add_argument("--limit", type=int, default=0, help="test questions (0 = all 160)")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated names of " + ", ".join(CONFIGS))
+    parser.add_argument("--expert-adapter", type=Path, default=None,
+                        help="a trained Stage I adapter folder to share (default: train one with the first config)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_readouts.json"))
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -71,12 +75,17 @@ def main() -> None:
     inputs = TrainInputs("minerals", DATA / "train.jsonl", DATA / "corpus.jsonl", DATA / "dev.jsonl",
                          [DATA / "unaligned_train.jsonl"])
     root = gag_home() / "bench-readouts"
-    results = []
-    adapter = None
+    out_path = Path(args.out)
+    done = json.loads(out_path.read_text())["results"] if out_path.exists() else []
+    results = [r for r in done if r["config"] in args.configs.split(",")]  # finished earlier: kept, not rerun
+    adapter = args.expert_adapter
     for name in args.configs.split(","):
+        if any(r["config"] == name for r in results):
+            continue
         readout, projector = CONFIGS[name]
         cfg = load_config(None, "embedded")
-        cfg.readout = ReadoutConfig(max_new_tokens=cfg.readout.max_new_tokens, **readout)
+        cfg.readout = ReadoutConfig(**{"max_new_tokens": cfg.readout.max_new_tokens, "pooling": cfg.readout.pooling,
+                                       **readout})
         cfg.stage2.projector = projector
         if args.epochs:
             cfg.stage2.epochs = args.epochs
@@ -92,8 +101,8 @@ def main() -> None:
                   "align_s": stage2[-1]["elapsed_s"] if stage2 else None, **evaluate(out, test)}
         results.append(result)
         print(json.dumps(result), flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"test_questions": len(test), "results": results}, indent=1))
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps({"test_questions": len(test), "results": results}, indent=1))
     from rich.console import Console
     from rich.table import Table
 

@@ -42,7 +42,11 @@ def register(app: typer.Typer) -> None:
         data = Path(datasets[DEMO])
         build = gag_home() / "builds" / DEMO
         cfg = load_config(None, "embedded")
-        if retrain or not (build / "gag-domain.json").exists():
+        stale = _built_with_other_config(build, cfg.to_dict())
+        if stale:
+            console.print("[yellow]The cached demo module was trained with other settings (an older gag); "
+                          "training it again.[/]")
+        if retrain or stale or not (build / "gag-domain.json").exists():
             console.rule("[bold]Training the demo domain (embedded SmolLM2-135M, CPU)")
             inputs = TrainInputs(DEMO, data / "train.jsonl", data / "corpus.jsonl", data / "dev.jsonl",
                                  [data / "unaligned_train.jsonl"],
@@ -66,6 +70,17 @@ def register(app: typer.Typer) -> None:
             results_file.write_text(json.dumps(results, indent=1))
         print_results(results)
         _live_example(module, data)
+
+
+def _built_with_other_config(build: Path, config: dict) -> bool:
+    manifest = build / "gag-domain.json"
+    if not manifest.exists():
+        return False
+    try:
+        recorded = json.loads(manifest.read_text(encoding="utf-8")).get("training", {}).get("config")
+    except (OSError, ValueError):
+        return True
+    return recorded != config
 
 
 def _load_rows(path: Path, limit: int = 0) -> list[dict]:

@@ -26,6 +26,8 @@ class ProjectorConfig:
     layers: int = field(default=4, metadata={"help": "number of expert layers the readout provides"})
     hidden: int = field(default=0, metadata={"help": "inner width; 0 = base_hidden"})
     output_scale: float = field(default=1.0, metadata={"help": "initial output gain (set to the base embedding RMS)"})
+    standardize: bool = field(default=False, metadata={"help": "subtract the training readouts' mean and divide by "
+                                                                "their std per feature before projecting"})
 
     def __post_init__(self):
         # Plugins register further kinds; ProjectorBundle refuses a kind it has no class for.
@@ -103,8 +105,24 @@ class ProjectorBundle(nn.Module):
         self.mixer = LayerMixer(config.layers, config.slots)
         self.projector = cls(config)
         self.gain = nn.Parameter(torch.tensor(float(config.output_scale)))
+        if config.standardize:
+            # Readouts of different questions share most of their energy (cosine ~0.6-0.9 between unrelated
+            # facts); standardising per feature lets the projector see what distinguishes them.
+            shape = (config.layers, config.slots, config.expert_hidden)
+            self.register_buffer("input_mean", torch.zeros(shape))
+            self.register_buffer("input_std", torch.ones(shape))
 
-    def forward(self, memory: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def fit_standardizer(self, memory: torch.Tensor, min_std: float = 1e-2) -> None:
+        """Set the per-feature statistics from training readouts [N, layers, K, h_expert]."""
+        if not self.config.standardize:
+            return
+        memory = memory.float()
+        self.input_mean.copy_(memory.mean(0))
+        self.input_std.copy_(memory.std(0).clamp(min=min_std) if memory.shape[0] > 1 else torch.ones_like(memory[0]))
+
+    def forward(self, memory: torch.Tensor, noise: float = 0.0) -> torch.Tensor:
+        """``noise``: std of Gaussian noise added to the (standardised) input; training-time regulariser."""
         if memory.dim() != 4:
             raise ConfigError(f"Projector input must be [batch, layers, slots, hidden]; got {tuple(memory.shape)}.")
         _, layers, slots, hidden = memory.shape
@@ -116,5 +134,10 @@ class ProjectorBundle(nn.Module):
                 f"(layers={c.layers}, slots={c.slots}, hidden={c.expert_hidden}); the module was trained with a "
                 "different readout or expert model.")
         param = next(self.parameters())
-        x = self.mixer(memory.to(device=param.device, dtype=param.dtype))
+        x = memory.to(device=param.device, dtype=param.dtype)
+        if self.config.standardize:
+            x = (x - self.input_mean.to(x.dtype)) / self.input_std.to(x.dtype)
+        if noise and self.training:
+            x = x + noise * torch.randn_like(x)
+        x = self.mixer(x)
         return self.projector(x) * self.gain

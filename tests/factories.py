@@ -28,9 +28,10 @@ def build_tiny_module(out: Path, *, name: str, paths: dict, readout: ReadoutConf
     expert = tiny_lora(load_causal_lm(paths["expert"], frozen=False), seed=seed)
     readout = readout or ReadoutConfig(kind="multi_slot", layers=[-1, -2, -4, -6], slots=2, max_new_tokens=6)
     config = ProjectorConfig(kind=projector_kind, expert_hidden=48, base_hidden=64, slots=readout.slots,
-                             layers=len(readout.layers) if readout.kind != "final_token" else len(readout.layers))
+                             layers=len(readout.layers), standardize=True)
     torch.manual_seed(seed)
     bundle = ProjectorBundle(config)
+    bundle.fit_standardizer(torch.randn(16, config.layers, config.slots, config.expert_hidden))
     if prototypes is None:
         prototypes = torch.nn.functional.normalize(torch.randn(3, 48), dim=-1)
     return assemble_module(out, name=name, base_id=paths[base_key], base_model=base, expert_id=paths["expert"],

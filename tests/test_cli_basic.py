@@ -185,3 +185,20 @@ def test_ask_jsonl_refuses_an_output_of_other_questions_and_bad_input(installed,
                     *model_args(installed), ok=False)
     assert_clean_error(result, "bad.jsonl:2")
     assert_clean_error(invoke("ask", "--domain", "tinydom", "--input", tmp_path / "q.jsonl", ok=False), "--output")
+
+
+def test_demo_retrains_a_module_built_with_other_settings(tmp_path):
+    import json
+
+    from cli.demo import _built_with_other_config
+    from gag_core.training.config import load_config
+
+    config = load_config(None, "embedded").to_dict()
+    assert not _built_with_other_config(tmp_path, config)  # nothing built yet: just train
+    (tmp_path / "gag-domain.json").write_text(json.dumps({"training": {"config": config}}))
+    assert not _built_with_other_config(tmp_path, config)
+    older = json.loads(json.dumps(config))
+    older["stage2"]["epochs"] += 1
+    assert _built_with_other_config(tmp_path, older)
+    (tmp_path / "gag-domain.json").write_text("{not json")
+    assert _built_with_other_config(tmp_path, config)

@@ -35,9 +35,11 @@ def files_in(folder: Path) -> set[str]:
 def original_bundle(readout, projector_kind, seed=0) -> ProjectorBundle:
     """The projector exactly as tests/factories.build_tiny_module initialised it."""
     config = ProjectorConfig(kind=projector_kind, expert_hidden=48, base_hidden=64, slots=readout.slots,
-                             layers=len(readout.layers))
+                             layers=len(readout.layers), standardize=True)
     torch.manual_seed(seed)
-    return ProjectorBundle(config, collect("register_projectors")[projector_kind]).eval()
+    bundle = ProjectorBundle(config, collect("register_projectors")[projector_kind])
+    bundle.fit_standardizer(torch.randn(16, config.layers, config.slots, config.expert_hidden))
+    return bundle.eval()
 
 
 def lora_state(peft_model, adapter="default") -> dict[str, torch.Tensor]:

@@ -88,6 +88,40 @@ def test_projector_shapes_and_safetensors_round_trip(kind, tmp_path):
     assert out.dtype == torch.float32 and bundle(memory.bfloat16()).dtype == torch.float32
 
 
+def test_standardizer_is_fitted_saved_and_applied(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    config = ProjectorConfig(expert_hidden=8, base_hidden=6, slots=2, layers=3, standardize=True)
+    torch.manual_seed(0)
+    bundle = ProjectorBundle(config).eval()
+    train = 5.0 + 3.0 * torch.randn(64, 3, 2, 8)
+    bundle.fit_standardizer(train)
+    torch.testing.assert_close(bundle.input_mean, train.mean(0))
+    torch.testing.assert_close(bundle.input_std, train.std(0))
+    # the projector sees standardised input: same output as a plain bundle fed (x - mean) / std
+    plain = ProjectorBundle(ProjectorConfig(expert_hidden=8, base_hidden=6, slots=2, layers=3)).eval()
+    plain.load_state_dict({k: v for k, v in bundle.state_dict().items() if not k.startswith("input_")})
+    x = train[:4]
+    torch.testing.assert_close(bundle(x), plain((x - train.mean(0)) / train.std(0)))
+    save_file({k: v.contiguous() for k, v in bundle.state_dict().items()}, str(tmp_path / "p.safetensors"))
+    again = ProjectorBundle(config).eval()
+    again.load_state_dict(load_file(str(tmp_path / "p.safetensors")))
+    torch.testing.assert_close(again(x), bundle(x), rtol=0, atol=0)
+    # a constant feature gets the floor std, not a division by zero
+    flat = torch.zeros(10, 3, 2, 8)
+    bundle.fit_standardizer(flat)
+    assert torch.isfinite(bundle(flat[:2])).all()
+
+
+def test_input_noise_only_while_training():
+    bundle = ProjectorBundle(ProjectorConfig(expert_hidden=8, base_hidden=6, slots=2, layers=1, standardize=True))
+    x = torch.randn(3, 1, 2, 8)
+    bundle.eval()
+    torch.testing.assert_close(bundle(x, noise=1.0), bundle(x), rtol=0, atol=0)
+    bundle.train()
+    assert not torch.allclose(bundle(x, noise=1.0), bundle(x, noise=0.0))
+
+
 def test_projector_refuses_memory_of_the_wrong_shape():
     bundle = ProjectorBundle(ProjectorConfig(expert_hidden=48, base_hidden=64, slots=2, layers=4))
     with pytest.raises(InjectionError, match="layers=1, slots=2, hidden=48.*expects.*layers=4"):

@@ -36,12 +36,17 @@ class AlignConfig:
 
     projector: str = field(default="mlp2x_gelu", metadata={"help": "projector kind"})
     epochs: int = field(default=8, metadata={"help": "passes over the QA pairs"})
-    lr: float = field(default=2e-3, metadata={"help": "peak learning rate (cosine decay, 5% warm-up)"})
-    batch_size: int = field(default=16, metadata={"help": "examples per step (per process)"})
+    lr: float = field(default=1.5e-3, metadata={"help": "peak learning rate (cosine decay, 5% warm-up)"})
+    batch_size: int = field(default=4, metadata={"help": "examples per step (per process); small batches align "
+                                                         "faster per epoch (docs/training.md)"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     grad_clip: float = field(default=1.0, metadata={"help": "gradient norm clip"})
     semantic_alpha: float = field(default=0.0, metadata={"help": "weight of the sentence-encoder semantic loss (v4: 0.01)"})
     diversity_alpha: float = field(default=0.001, metadata={"help": "weight of the slot-diversity loss"})
+    standardize: bool = field(default=True, metadata={"help": "standardise readouts per feature with training "
+                                                               "statistics (stored in the projector)"})
+    input_noise: float = field(default=0.5, metadata={"help": "std of Gaussian noise on standardised readouts while "
+                                                              "training (robustness to unseen phrasings)"})
     checkpoint_every: int = field(default=50, metadata={"help": "steps between checkpoints"})
     dev_every: int = field(default=5, metadata={"help": "greedy dev evaluation every N epochs (0 = only at the end)"})
     dev_limit: int = field(default=32, metadata={"help": "dev questions evaluated each time"})
@@ -84,7 +89,7 @@ def profile_defaults(profile: str) -> TrainConfig:
                                 max_length=512),
             stage2=AlignConfig(projector="gated_residual", epochs=3, lr=1e-4, batch_size=8, semantic_alpha=0.01,
                                diversity_alpha=0.001, checkpoint_every=200, max_new_tokens=64,
-                               cache_prefix=False),
+                               cache_prefix=False, input_noise=0.0),
             readout_batch_size=16)
     raise ConfigError(f"Unknown profile {profile!r}; expected embedded or paper.")
 

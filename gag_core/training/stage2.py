@@ -51,8 +51,8 @@ class AlignmentModel(nn.Module):
         self.semantic_head = nn.Linear(hidden, sentence_dim) if sentence_dim else None
 
     def forward(self, memory, cache, prefix_mask, prefix_len, suffix_ids, suffix_mask, labels, slots,
-                sentence=None, semantic_alpha=0.0, diversity_alpha=0.0):
-        projected = self.bundle(memory)  # [B, K, Hb]
+                sentence=None, semantic_alpha=0.0, diversity_alpha=0.0, input_noise=0.0):
+        projected = self.bundle(memory, noise=input_noise)  # [B, K, Hb]
         slot_mask = torch.zeros_like(suffix_ids, dtype=torch.bool)
         slot_mask[:, :slots] = True
         embeds = merge_memory(self.base.get_input_embeddings()(suffix_ids), slot_mask, projected)
@@ -177,7 +177,7 @@ def align_projector(model: AlignmentModel, tokenizer, examples: list[AlignExampl
     def loss_fn(m, batch):
         memory, cache, pmask, plen, suffix, smask, labels, sentence = collate(base, batch, pad, device)
         return m(memory, cache, pmask, plen, suffix, smask, labels, slots, sentence,
-                 config.semantic_alpha, config.diversity_alpha)
+                 config.semantic_alpha, config.diversity_alpha, config.input_noise)
 
     spec = LoopSpec("stage2-align", config.epochs, config.lr, config.grad_clip, config.weight_decay,
                     checkpoint_every=config.checkpoint_every)

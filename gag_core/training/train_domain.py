@@ -152,9 +152,10 @@ def train_domain(inputs: TrainInputs, config: TrainConfig, out_dir: Path, *, acc
     emb_rms = float(base.get_input_embeddings().weight.float().pow(2).mean().sqrt())
     pconfig = ProjectorConfig(kind=config.stage2.projector, expert_hidden=hidden_size(expert),
                               base_hidden=hidden_size(base), slots=train_mem.shape[2], layers=train_mem.shape[1],
-                              output_scale=emb_rms)
+                              output_scale=emb_rms, standardize=config.stage2.standardize)
     torch.manual_seed(config.seed)
     bundle = ProjectorBundle(pconfig)
+    bundle.fit_standardizer(train_mem)
     sentences, sentence_dim = None, 0
     if config.stage2.semantic_alpha:
         sentences = _sentence_embeddings([p.answer for p in qa])
