@@ -137,6 +137,16 @@ def expected_projector_shapes(config: ProjectorConfig) -> dict[str, list[int]]:
     return {"mixer.logits": [config.slots, config.layers], "gain": []}
 
 
+def check_projector_values(state: dict[str, torch.Tensor], name: str) -> None:
+    """NaN/inf weights or a non-positive standardiser std would inject garbage silently: refuse them."""
+    bad = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if "input_std" in state and not bool((state["input_std"] > 0).all()):
+        bad.append("input_std (not > 0)")
+    if bad:
+        raise ModuleFormatError(f"{PROJECTOR} of module {name!r} holds non-finite or invalid values in {bad}; the "
+                                "file is corrupt. Re-download or retrain the module.")
+
+
 def verify_module(folder: Path, limits: SizeLimits | None = None) -> Manifest:
     """Full verification without loading any tensor: files, types, hashes, safetensors headers, shapes."""
     folder = Path(folder)
@@ -166,6 +176,9 @@ def verify_module(folder: Path, limits: SizeLimits | None = None) -> Manifest:
         raise ModuleFormatError(
             f"{PROJECTOR} of module {manifest.name!r} does not match its projector config "
             f"(expected {len(expected)} tensors {_shape_summary(expected)}, found {_shape_summary(found)}).")
+    from safetensors.torch import load_file
+
+    check_projector_values(load_file(str(files[PROJECTOR])), manifest.name)
     protos = read_safetensors_header(files[PROTOTYPES]).get("prototypes")
     if protos is None or len(protos["shape"]) != 2 or protos["shape"][1] != int(manifest.router.get("dim", -1)):
         raise ModuleFormatError(f"{PROTOTYPES} must hold 'prototypes' of shape [n, {manifest.router.get('dim')}]; "
@@ -293,11 +306,13 @@ class DomainModule:
         from safetensors.torch import load_file
 
         bundle = ProjectorBundle(self.manifest.projector, projector_cls)
+        state = load_file(str(self.path / PROJECTOR))
         try:
-            bundle.load_state_dict(load_file(str(self.path / PROJECTOR)))
+            bundle.load_state_dict(state)
         except RuntimeError as exc:
             raise ModuleFormatError(f"{PROJECTOR} of domain {self.name!r} does not fit its projector "
                                     f"{self.manifest.projector.kind!r}: {str(exc)[:300]}. Re-export the module.") from None
+        check_projector_values(state, self.name)
         bundle.eval().requires_grad_(False)
         return bundle
 

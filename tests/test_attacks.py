@@ -124,6 +124,21 @@ def test_projector_shapes_must_match_the_manifest(victim, gag_home):
     refused(victim, gag_home, r"projector\.safetensors of module 'victim' does not match its projector config")
 
 
+@pytest.mark.parametrize("damage", ["nan", "zero_std"])
+def test_projector_with_non_finite_weights_or_zero_std(victim, gag_home, damage):
+    from safetensors.torch import load_file, save_file
+
+    path = victim / "projector.safetensors"
+    state = load_file(str(path))
+    if damage == "nan":
+        state["gain"] = torch.tensor(float("nan"))
+    else:
+        state["input_std"][0, 0, 0] = 0.0
+    save_file(state, str(path))
+    rehash(victim)
+    refused(victim, gag_home, r"non-finite or invalid values in \[.*(gain|input_std)")
+
+
 @pytest.mark.parametrize("suffix", [".bin", ".pt", ".pkl", ".pth"])
 def test_pickle_formats_are_refused_by_type(victim, gag_home, suffix):
     torch.save({"w": torch.zeros(2)}, victim / "expert" / f"adapter_model{suffix}")
