@@ -6,7 +6,7 @@ Each variant trains a projector with the library's Stage II (``gag_core.training
 held-out-phrasing answer containment (overall and per answer type) at chosen epochs, plus greedy accuracy
 on every 8th training question (does the projector fit what it was trained on?).
 
-    python benchmarks/bench_alignment.py cache WORK/expert            # expert states -> results/alignment/states
+    python benchmarks/bench_alignment.py cache WORK/expert            # expert states -> GAG_HOME/bench-alignment
     python benchmarks/bench_alignment.py run NAME '{"slots": 4, "std": true, "noise": 0.5, "bs": 4}'
     python benchmarks/bench_alignment.py table                          # all finished variants
 
@@ -28,7 +28,14 @@ import torch
 
 from common import DATA, RESULTS, read_jsonl, setup_threads
 
-OUT = RESULTS / "alignment"
+OUT = RESULTS / "alignment"  # one JSON per variant
+
+
+def scratch() -> Path:
+    """Cached expert states and alignment work folders (hundreds of MB): under GAG_HOME, not the repository."""
+    from gag_core.paths import gag_home
+
+    return gag_home() / "bench-alignment"
 SPLITS = ("train", "test")
 
 
@@ -44,7 +51,7 @@ def cache_states(adapter: Path, new_tokens: int) -> None:
     tok = load_tokenizer(prof.expert)
     expert = PeftModel.from_pretrained(load_causal_lm(prof.expert), str(adapter)).eval()
     cfg = ReadoutConfig(kind="multi_slot", max_new_tokens=new_tokens)
-    (OUT / "states").mkdir(parents=True, exist_ok=True)
+    (scratch() / "states").mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
         rows = read_jsonl(DATA / f"{split}.jsonl")
         gens, lengths, prompt_last, texts = [], [], [], []
@@ -61,14 +68,14 @@ def cache_states(adapter: Path, new_tokens: int) -> None:
                 texts.append(tok.decode(ids[b][gen[b]], skip_special_tokens=True))
             print(f"{split} {min(s + 16, len(rows))}/{len(rows)}", flush=True)
         save_file({"gen": torch.cat(gens).contiguous(), "lengths": torch.tensor(lengths),
-                   "prompt_last": torch.stack(prompt_last).contiguous()}, str(OUT / "states" / f"{split}.safetensors"))
-        (OUT / "states" / f"{split}.json").write_text(json.dumps({"texts": texts, "adapter": str(adapter)}))
+                   "prompt_last": torch.stack(prompt_last).contiguous()}, str(scratch() / "states" / f"{split}.safetensors"))
+        (scratch() / "states" / f"{split}.json").write_text(json.dumps({"texts": texts, "adapter": str(adapter)}))
 
 
 def load_states(split: str) -> dict:
     from safetensors.torch import load_file
 
-    t = load_file(str(OUT / "states" / f"{split}.safetensors"))
+    t = load_file(str(scratch() / "states" / f"{split}.safetensors"))
     gen = list(torch.split(t["gen"], t["lengths"].tolist()))
     return {"gen": [g.transpose(0, 1) for g in gen], "prompt_last": t["prompt_last"],
             "rows": read_jsonl(DATA / f"{split}.jsonl")}
@@ -121,7 +128,7 @@ def run_variant(name: str, o: dict) -> dict:
     config = AlignConfig(epochs=epochs, lr=o.get("lr", 2e-3), batch_size=o.get("bs", 16), diversity_alpha=o.get("div", 0.001),
                          standardize=bool(o.get("std")), input_noise=o.get("noise", 0.0), checkpoint_every=10**9)
     eval_at = set(o.get("eval_epochs", [epochs]))
-    work = OUT / "work" / name
+    work = scratch() / "work" / name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     started = time.time()
@@ -155,6 +162,7 @@ def run_variant(name: str, o: dict) -> dict:
     align_projector(model, tok, examples, config=config, workdir=work, accelerator=Accelerator(cpu=True),
                     progress=progress, on_epoch_end=on_epoch_end)
     result["align_s"] = round(time.time() - started, 1)
+    OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"{name}.json").write_text(json.dumps(result, indent=1))
     shutil.rmtree(work, ignore_errors=True)
     return result
