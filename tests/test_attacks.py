@@ -48,6 +48,21 @@ def refused(source, gag_home, message: str, *extra: str) -> None:
     verify_module(gag_home / "domains" / NAME)  # the good installation still verifies
 
 
+def never_load(monkeypatch, hostile: Path) -> None:
+    """Fail the test if the hostile file's tensors are ever read (good installed modules may be)."""
+    import safetensors.torch
+
+    real = safetensors.torch.load_file
+    content = Path(hostile).read_bytes()  # compared by content: the store verifies a staged copy
+
+    def load_file(path, *args, **kwargs):
+        if Path(path).read_bytes() == content:
+            pytest.fail("a tensor of the hostile file was read")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "load_file", load_file)
+
+
 def _edit_manifest(folder: Path, fn) -> None:
     data = json.loads((folder / MANIFEST).read_text())
     fn(data)
@@ -58,15 +73,13 @@ def _edit_manifest(folder: Path, fn) -> None:
 
 @pytest.mark.parametrize("kind", ["pickle", "torch.save"])
 def test_pickle_renamed_to_safetensors(victim, gag_home, kind, monkeypatch):
-    import safetensors.torch
-
     target = victim / "projector.safetensors"
     if kind == "pickle":
         target.write_bytes(pickle.dumps({"weight": [1.0, 2.0]}, protocol=4))
     else:
         torch.save({"weight": torch.zeros(4)}, target)
     rehash(victim)  # the attacker lists the right hash: only the content check can catch it
-    monkeypatch.setattr(safetensors.torch, "load_file", lambda *a, **k: pytest.fail("a tensor was read"))
+    never_load(monkeypatch, target)
     refused(victim, gag_home, r"projector\.safetensors is not a valid safetensors file .* renamed pickle")
 
 
@@ -105,13 +118,11 @@ def test_device_or_fifo_file(victim, gag_home):
 
 
 def test_safetensors_header_declaring_a_10_gb_tensor(victim, gag_home, monkeypatch):
-    import safetensors.torch
-
     header = json.dumps({"proj.weight": {"dtype": "F32", "shape": [50_000, 50_000],
                                          "data_offsets": [0, 10_000_000_000]}}).encode()
     (victim / "projector.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 64)
     rehash(victim)
-    monkeypatch.setattr(safetensors.torch, "load_file", lambda *a, **k: pytest.fail("a tensor was read"))
+    never_load(monkeypatch, victim / "projector.safetensors")
     refused(victim, gag_home, r"tensor 'proj\.weight' declares shape \[50000, 50000\] \(10000000000 bytes\) "
                               r"but the file holds 64 data bytes")
 
