@@ -155,6 +155,14 @@ def test_bm25_k_larger_than_corpus_and_unknown_words():
         BM25Retriever([])
 
 
+def test_bm25_on_a_corpus_of_stop_words_or_no_words():
+    bm25 = BM25Retriever(["the and of it", "is it a was"])  # used to crash inside bm25s
+    hits = bm25.search("what was it", k=2)
+    assert hits[0][0] == "is it a was" and hits[0][1] > hits[1][1]
+    with pytest.raises(DataError, match="no words BM25 can index"):
+        BM25Retriever(["...", " !? "])
+
+
 @pytest.fixture(scope="module")
 def encoder():
     return load_sentence_encoder()

@@ -180,8 +180,18 @@ class BM25Retriever:
 
         self.chunks = _check_chunks(chunks)
         self._bm25s = bm25s
+        # A corpus made only of stop-words would leave an empty vocabulary (bm25s cannot index that):
+        # keep the stop-words then; a corpus with no word at all is refused.
+        self.stopwords = "en"
+        corpus = bm25s.tokenize(self.chunks, stopwords="en", show_progress=False)
+        if not corpus.vocab:
+            self.stopwords = None
+            corpus = bm25s.tokenize(self.chunks, stopwords=None, show_progress=False)
+        if not corpus.vocab:
+            raise DataError("The corpus has no words BM25 can index (only punctuation or whitespace); check the "
+                            "corpus file or use the dense retriever.")
         self.index = bm25s.BM25()
-        self.index.index(bm25s.tokenize(self.chunks, stopwords="en", show_progress=False), show_progress=False)
+        self.index.index(corpus, show_progress=False)
 
     def search(self, query: str, k: int) -> list[Hit]:
         return self.search_batch([query], k)[0]
@@ -193,7 +203,7 @@ class BM25Retriever:
         _check_k(k)
         if not queries:
             return []
-        tokens = self._bm25s.tokenize(list(queries), stopwords="en", return_ids=False, show_progress=False)
+        tokens = self._bm25s.tokenize(list(queries), stopwords=self.stopwords, return_ids=False, show_progress=False)
         k = min(k, len(self.chunks))
         results = []
         for words in tokens:
