@@ -9,8 +9,11 @@ from pathlib import Path
 from .errors import DataError
 
 
-def iter_objects(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) for every non-blank line of a JSONL file."""
+def iter_objects(path: str | Path, errors: list[str] | None = None) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) for every non-blank line of a JSONL file.
+
+    A bad line raises :class:`DataError`; with an ``errors`` list it is recorded there ("line N: why") and
+    skipped instead, so a caller can report every bad line at once."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path} does not exist; pass a JSONL file with one JSON object per line.")
@@ -20,8 +23,12 @@ def iter_objects(path: str | Path) -> Iterator[tuple[int, dict]]:
                 continue
             try:
                 row = json.loads(line)
+                why = None if isinstance(row, dict) else f"expected a JSON object, found {type(row).__name__}"
             except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg}); fix or remove that line.") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, found {type(row).__name__}.")
-            yield lineno, row
+                why = f"not valid JSON ({exc.msg}); fix or remove that line"
+            if why is None:
+                yield lineno, row
+            elif errors is None:
+                raise DataError(f"{path}:{lineno}: {why}.")
+            else:
+                errors.append(f"line {lineno}: {why}")

@@ -306,13 +306,11 @@ class DomainModule:
         from safetensors.torch import load_file
 
         bundle = ProjectorBundle(self.manifest.projector, projector_cls)
-        state = load_file(str(self.path / PROJECTOR))
-        try:
-            bundle.load_state_dict(state)
+        try:  # values were checked by verify_module when the module was opened
+            bundle.load_state_dict(load_file(str(self.path / PROJECTOR)))
         except RuntimeError as exc:
             raise ModuleFormatError(f"{PROJECTOR} of domain {self.name!r} does not fit its projector "
                                     f"{self.manifest.projector.kind!r}: {str(exc)[:300]}. Re-export the module.") from None
-        check_projector_values(state, self.name)
         bundle.eval().requires_grad_(False)
         return bundle
 

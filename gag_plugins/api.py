@@ -58,22 +58,34 @@ def build_router(modules: list[DomainModule], encoder, margin: float | None = No
     return router
 
 
+def open_installed(domains: list[str] | None = None, *, strict: bool = False
+                   ) -> tuple[list[DomainModule], dict[str, str]]:
+    """Open and verify the named (default: all) installed domains.
+
+    Returns (modules, unavailable) where ``unavailable`` maps a domain that is missing or failed verification
+    to why; with ``strict`` the first problem is raised instead."""
+    from gag_core.errors import DomainNotFoundError
+
+    available = all_domains()
+    modules, unavailable = [], {}
+    for name in list(available) if domains is None else domains:
+        try:
+            if name not in available:
+                raise DomainNotFoundError(f"No domain named {name!r}; available: {sorted(available) or 'none'}.")
+            modules.append(DomainModule.open(available[name].path))
+        except GagError as exc:
+            if strict:
+                raise
+            unavailable[name] = str(exc)
+    return modules, unavailable
+
+
 def load_router(domains: list[str] | None = None, *, profile: str = "embedded", expert: str | None = None,
                 router_encoder: str | None = None, margin: float | None = None) -> tuple[PrototypeRouter, dict]:
     """A router over the installed domains without loading the base model (``gag route``).
 
     Returns (router, unavailable) where ``unavailable`` maps a domain that failed verification to why."""
-    available = all_domains()
-    names = list(available) if domains is None else domains
-    modules, unavailable = [], {}
-    for name in names:
-        try:
-            if name not in available:
-                from gag_core.errors import DomainNotFoundError
-                raise DomainNotFoundError(f"No domain named {name!r}; available: {sorted(available) or 'none'}.")
-            modules.append(DomainModule.open(available[name].path))
-        except GagError as exc:
-            unavailable[name] = str(exc)
+    modules, unavailable = open_installed(domains)
     prof = get_profile(profile)
 
     def backbone():
@@ -125,19 +137,16 @@ class GAG:
         general + the loaded domains) is built on first use; ``router_encoder`` names a registered encoder
         (default minilm, or ``$GAG_ROUTER_ENCODER``), ``margin`` defaults to the encoder's measured value."""
         gag = cls.load_base(profile, base, expert, max_new_tokens, router_encoder=router_encoder, margin=margin)
-        available = all_domains()
-        names = list(available) if domains is None else domains
-        for name in names:
+        modules, gag.unavailable = open_installed(domains, strict=strict)
+        for module in modules:
             try:
-                if name not in available:
-                    from gag_core.errors import DomainNotFoundError
-                    raise DomainNotFoundError(f"No domain named {name!r}; available: {sorted(available) or 'none'}.")
-                gag.add_domain(DomainModule.open(available[name].path))
+                gag.add_domain(module)
             except GagError as exc:
                 if strict:
                     raise
-                gag.unavailable[name] = str(exc)
-                log.warning("Domain %s is unavailable: %s", name, exc)
+                gag.unavailable[module.name] = str(exc)
+        for name, why in gag.unavailable.items():
+            log.warning("Domain %s is unavailable: %s", name, why)
         return gag
 
     def add_domain(self, module: DomainModule) -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
+from ..jsonl import iter_objects
 
 MIN_QA = 4
 
@@ -26,25 +26,14 @@ def load_qa(path: Path, question_field: str = "question", answer_field: str = "a
     if not path.is_file():
         raise DataError(f"QA file {path} does not exist.")
     rows, bad = [], []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                bad.append(f"line {i}: not valid JSON ({exc.msg})")
-                continue
-            if not isinstance(row, dict):
-                bad.append(f"line {i}: expected a JSON object")
-                continue
-            q, a = row.get(question_field), row.get(answer_field)
-            if not isinstance(q, str) or not q.strip():
-                bad.append(f"line {i}: missing or empty {question_field!r}")
-            elif not isinstance(a, str) or not a.strip():
-                bad.append(f"line {i}: missing or empty {answer_field!r}")
-            else:
-                rows.append(QAPair(q.strip(), a.strip(), i, row))
+    for i, row in iter_objects(path, errors=bad):
+        q, a = row.get(question_field), row.get(answer_field)
+        if not isinstance(q, str) or not q.strip():
+            bad.append(f"line {i}: missing or empty {question_field!r}")
+        elif not isinstance(a, str) or not a.strip():
+            bad.append(f"line {i}: missing or empty {answer_field!r}")
+        else:
+            rows.append(QAPair(q.strip(), a.strip(), i, row))
     if bad:
         shown = "; ".join(bad[:5]) + (f"; … {len(bad) - 5} more" if len(bad) > 5 else "")
         raise DataError(f"{path} has {len(bad)} bad row(s): {shown}. Fix them (or the field names with "
