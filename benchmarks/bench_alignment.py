@@ -10,9 +10,9 @@ on every 8th training question (does the projector fit what it was trained on?).
     python benchmarks/bench_alignment.py run NAME '{"slots": 4, "std": true, "noise": 0.5, "bs": 4}'
     python benchmarks/bench_alignment.py table                          # all finished variants
 
-Variant settings (JSON): layers [-1], slots 1, pooling mean|last|norm_softmax, source gen|prompt,
+Variant settings (JSON): layers [-1], slots 1, pooling mean|last|norm_softmax, source gen|prompt, reencode false,
 ln true, std false, noise 0.0, bs 16, lr 2e-3, epochs 8, eval_epochs [epochs], hidden 0, projector
-mlp2x_gelu, div 0.001, ntest 80. Writes results/alignment/NAME.json.
+mlp2x_gelu, div 0.001, ntest 80, seed 0. Writes results/alignment/NAME.json.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ SPLITS = ("train", "test")
 
 
 def cache_states(adapter: Path, new_tokens: int) -> None:
-    """Expert background generation for train/test and the hidden states of every layer, as safetensors."""
+    """Expert background generation for train/test and the hidden states of every layer, as safetensors:
+    ``states/`` reads the background with the question in context, ``states-reencode/`` re-reads the
+    background text alone (``ReadoutConfig.reencode``)."""
     from peft import PeftModel
     from safetensors.torch import save_file
 
@@ -51,31 +53,42 @@ def cache_states(adapter: Path, new_tokens: int) -> None:
     tok = load_tokenizer(prof.expert)
     expert = PeftModel.from_pretrained(load_causal_lm(prof.expert), str(adapter)).eval()
     cfg = ReadoutConfig(kind="multi_slot", max_new_tokens=new_tokens)
-    (scratch() / "states").mkdir(parents=True, exist_ok=True)
+    from gag_core.readouts import background_only
+
+    for sub in ("states", "states-reencode"):
+        (scratch() / sub).mkdir(parents=True, exist_ok=True)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     for split in SPLITS:
         rows = read_jsonl(DATA / f"{split}.jsonl")
-        gens, lengths, prompt_last, texts = [], [], [], []
+        gens, lengths, prompt_last, texts, alone, alone_lengths = [], [], [], [], [], []
         for s in range(0, len(rows), 16):
             ids, attn, gen = generate_background(expert, tok, [r["question"] for r in rows[s:s + 16]], cfg)
             with torch.no_grad():
                 hs = torch.stack(expert(input_ids=ids, attention_mask=attn, output_hidden_states=True).hidden_states, 1)
+            bg_ids, bg_mask = background_only(ids, gen, pad)
+            with torch.no_grad():
+                bg = torch.stack(expert(input_ids=bg_ids, attention_mask=bg_mask.long(), output_hidden_states=True).hidden_states, 1)
             first = gen.long().argmax(1)
             for b in range(ids.shape[0]):
+                alone.append(bg[b][:, bg_mask[b]].transpose(0, 1).half())
+                alone_lengths.append(alone[-1].shape[0])
                 g = hs[b][:, gen[b]].transpose(0, 1)  # [n_gen, layers+1, H]
                 gens.append(g.half())
                 lengths.append(g.shape[0])
                 prompt_last.append(hs[b][:, first[b] - 1])  # the position that predicts the first answer token
                 texts.append(tok.decode(ids[b][gen[b]], skip_special_tokens=True))
             print(f"{split} {min(s + 16, len(rows))}/{len(rows)}", flush=True)
-        save_file({"gen": torch.cat(gens).contiguous(), "lengths": torch.tensor(lengths),
-                   "prompt_last": torch.stack(prompt_last).contiguous()}, str(scratch() / "states" / f"{split}.safetensors"))
-        (scratch() / "states" / f"{split}.json").write_text(json.dumps({"texts": texts, "adapter": str(adapter)}))
+        last = torch.stack(prompt_last).contiguous()
+        for sub, g, n in (("states", gens, lengths), ("states-reencode", alone, alone_lengths)):
+            save_file({"gen": torch.cat(g).contiguous(), "lengths": torch.tensor(n), "prompt_last": last},
+                      str(scratch() / sub / f"{split}.safetensors"))
+            (scratch() / sub / f"{split}.json").write_text(json.dumps({"texts": texts, "adapter": str(adapter)}))
 
 
-def load_states(split: str) -> dict:
+def load_states(split: str, reencode: bool = False) -> dict:
     from safetensors.torch import load_file
 
-    t = load_file(str(scratch() / "states" / f"{split}.safetensors"))
+    t = load_file(str(scratch() / ("states-reencode" if reencode else "states") / f"{split}.safetensors"))
     gen = list(torch.split(t["gen"], t["lengths"].tolist()))
     return {"gen": [g.transpose(0, 1) for g in gen], "prompt_last": t["prompt_last"],
             "rows": read_jsonl(DATA / f"{split}.jsonl")}
@@ -108,7 +121,7 @@ def run_variant(name: str, o: dict) -> dict:
     from gag_core.training.evaluate import generate_with_memory
     from gag_core.training.stage2 import AlignmentModel, align_projector, make_examples
 
-    train, test = load_states("train"), load_states("test")
+    train, test = load_states("train", o.get("reencode", False)), load_states("test", o.get("reencode", False))
     test_rows = test["rows"][: o.get("ntest", 80)]
     mtr, mte = memory(train, o), memory(test, o)[: len(test_rows)]
     prof = get_profile("embedded")
@@ -118,7 +131,7 @@ def run_variant(name: str, o: dict) -> dict:
     pc = ProjectorConfig(kind=o.get("projector", "mlp2x_gelu"), expert_hidden=mtr.shape[-1],
                          base_hidden=base.get_input_embeddings().weight.shape[1], slots=mtr.shape[2], layers=mtr.shape[1],
                          output_scale=emb_rms, hidden=o.get("hidden", 0), standardize=bool(o.get("std")))
-    torch.manual_seed(0)
+    torch.manual_seed(o.get("seed", 0))
     bundle = ProjectorBundle(pc)
     bundle.fit_standardizer(mtr)
     model = AlignmentModel(bundle, base, 0)
@@ -179,10 +192,12 @@ def table() -> None:
         r = json.loads(f.read_text())
         last = r["evals"][-1]
         per = last["per_type"]
-        settings = " ".join(f"{k}={v}" for k, v in r["settings"].items() if k not in ("eval_epochs", "ntest"))
+        settings = " ".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in r["settings"].items()
+                            if k not in ("eval_epochs",))
         t.add_row(r["name"], settings.replace(" ", "\n") if len(settings) > 30 else settings, f"{100 * last['test']:.1f} % (ep {last['epoch']})",
                   *[str(per.get(k, "")) for k in ("colour", "crystal_system", "discoverer", "site", "year")],
-                  f"{100 * last.get('train_every_8th', float('nan')):.0f} %", str(r.get("align_s", "")))
+                  f"{100 * last.get('train_every_8th', last.get('train_fit_phrasing0', float('nan'))):.0f} %",
+                  str(r.get("align_s", "")))
     Console(width=max(Console().width, 120)).print(t)
 
 

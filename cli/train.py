@@ -49,9 +49,11 @@ def register(app: typer.Typer) -> None:
         overrides: dict = {"base": base, "expert": expert, "question_field": question_field,
                            "answer_field": answer_field}
         cfg = load_config(config, profile, overrides)
-        if readout:
-            defaults = {"final_token": dict(layers=[-4], slots=1), "prefill": dict(layers=[-1], slots=1, pooling="last"),
-                        "multi_slot": dict(layers=[-1, -2, -4, -6], slots=4)}
+        if readout and readout != cfg.readout.kind:  # the profile's own kind keeps the profile's settings
+            reencode = cfg.readout.reencode
+            defaults = {"final_token": dict(layers=[-4], slots=1, reencode=reencode),
+                        "prefill": dict(layers=[-1], slots=1, pooling="last"),
+                        "multi_slot": dict(layers=[-1, -2, -4, -6], slots=4, reencode=reencode)}
             if readout not in defaults:
                 from gag_core.errors import ConfigError
                 raise ConfigError(f"Unknown readout {readout!r}; expected one of {sorted(defaults)}.")

@@ -7,6 +7,10 @@ fuses the layer axis. Kinds:
   segments, each pooled with softmax weights over token norms, then LayerNorm and clamp to +-10.
 - ``prefill``: the question prompt only, no generation. K=1 takes the prompt's final position (the state
   that predicts the answer's first token); K>1 pools K segments of the prompt like ``multi_slot``.
+
+With ``reencode`` the generating kinds read the background in a second pass over the generated text alone,
+without the question, so the same background gives the same memory however the question was phrased
+(measured: docs/training.md).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ class ReadoutConfig:
     max_new_tokens: int = field(default=24, metadata={"help": "background generation budget (tokens)"})
     clamp: float = field(default=10.0, metadata={"help": "memory values are clamped to +-clamp"})
     layer_norm: bool = field(default=True, metadata={"help": "LayerNorm each pooled vector (no affine)"})
+    reencode: bool = field(default=False, metadata={"help": "read the generated background in a second pass "
+                                                            "without the question (phrasing-invariant memory)"})
 
     def __post_init__(self):
         # Plugins register further kinds, so any well-formed name is accepted here; the registry lookup
@@ -53,6 +59,9 @@ class ReadoutConfig:
             raise ConfigError("readout.layers must name at least one layer, e.g. [-4].")
         if self.pooling not in ("norm_softmax", "mean", "last"):
             raise ConfigError(f"Unknown pooling {self.pooling!r}; expected norm_softmax, mean or last.")
+        if self.reencode and self.kind == "prefill":
+            raise ConfigError("readout.reencode re-reads a generated background; the prefill readout generates none. "
+                              "Set reencode = false or use multi_slot.")
         if self.max_new_tokens < 1:
             raise ConfigError(f"readout.max_new_tokens must be >= 1; got {self.max_new_tokens}.")
         self.layers = [int(x) for x in self.layers]
@@ -160,6 +169,19 @@ def generate_background(expert, tokenizer, questions: list[str], config: Readout
     return out, full_attn, full_gen
 
 
+def background_only(ids: torch.Tensor, gen: torch.Tensor, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The generated tokens of each row, without the prompt, right-padded: (ids [B, T'], mask [B, T'] bool)."""
+    lengths = gen.sum(1)
+    width = max(int(lengths.max()), 1)
+    out = torch.full((ids.shape[0], width), pad_id, dtype=ids.dtype, device=ids.device)
+    mask = torch.zeros((ids.shape[0], width), dtype=torch.bool, device=ids.device)
+    for b in range(ids.shape[0]):
+        n = int(lengths[b])
+        out[b, :n] = ids[b][gen[b]]
+        mask[b, :n] = True
+    return out, mask
+
+
 class _GeneratingReadout:
     kind: ClassVar[str] = ""
 
@@ -169,6 +191,10 @@ class _GeneratingReadout:
 
     def read(self, expert, tokenizer, questions: list[str]) -> torch.Tensor:
         ids, attn, gen = generate_background(expert, tokenizer, questions, self.config)
+        if self.config.reencode:
+            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+            ids, gen = background_only(ids, gen, pad)
+            attn = gen.long()
         states = _forward_states(expert, ids, attn, self.config.layers)  # [L, B, T, H]
         return _finish(self._pool(states, attn.bool(), gen), self.config)
 

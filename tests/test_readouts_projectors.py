@@ -65,6 +65,31 @@ def test_generating_readouts_read_the_generated_background(expert, kind):
     assert not torch.allclose(short, longer)
 
 
+@pytest.mark.parametrize("kind", ["final_token", "multi_slot"])
+def test_reencode_reads_the_background_alone(expert, kind):
+    """reencode: the memory is the background's states without the question in context, so it depends on
+    the generated text only (two phrasings that produce the same background get the same memory)."""
+    from gag_core.readouts import _finish, generate_background
+
+    model, tok = expert
+    config = ReadoutConfig(**{**tiny_readout(kind).to_dict(), "reencode": True})
+    cls = collect("register_readouts")[kind]
+    memory = cls(config).read(model, tok, QUESTIONS)
+    assert memory.shape == (3, len(config.layers), config.slots, 48)
+    torch.testing.assert_close(memory, torch.cat([cls(config).read(model, tok, [q]) for q in QUESTIONS]),
+                               rtol=0, atol=1e-4)  # right padding changes nothing
+    in_context = cls(ReadoutConfig(**{**config.to_dict(), "reencode": False})).read(model, tok, QUESTIONS)
+    assert not torch.allclose(memory, in_context)
+    ids, _, gen = generate_background(model, tok, QUESTIONS[:1], config)
+    background = ids[0][gen[0]].unsqueeze(0)  # the generated tokens alone
+    with torch.no_grad():
+        hs = model(input_ids=background, output_hidden_states=True).hidden_states
+    states = torch.stack([hs[layer] for layer in config.layers])  # [L, 1, T, H]
+    every = torch.ones(background.shape, dtype=torch.bool)
+    expected = _finish(cls(config)._pool(states, every, every), config)
+    torch.testing.assert_close(memory[:1], expected, rtol=0, atol=1e-4)
+
+
 def test_default_readout_configs_are_consistent():
     for cls in collect("register_readouts").values():
         readout = cls()
@@ -149,6 +174,8 @@ def test_readout_config_validation():
         ReadoutConfig(layers=[])
     with pytest.raises(ConfigError, match="pooling"):
         ReadoutConfig(pooling="max")
+    with pytest.raises(ConfigError, match="reencode"):
+        ReadoutConfig(kind="prefill", reencode=True)
     assert ReadoutConfig(kind="a_plugins_kind").kind == "a_plugins_kind"  # plugins add kinds
     assert ReadoutConfig(layers=["-1", -2]).layers == [-1, -2]
 

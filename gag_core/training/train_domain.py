@@ -127,8 +127,10 @@ def train_domain(inputs: TrainInputs, config: TrainConfig, out_dir: Path, *, acc
     key = {"readout": config.readout.to_dict(), "adapter": _file_digest(adapter_dir / "adapter_model.safetensors")}
     world, rank = accelerator.num_processes, accelerator.process_index
     shards, my_rank = (num_shards, shard_rank) if num_shards > 1 else (world, rank)
+    # only the dev questions Stage II evaluates need readouts
+    dev_eval = dev[: config.stage2.dev_limit]
     caches = {"train": (work / "readouts-train", [p.question for p in qa]),
-              "dev": (work / "readouts-dev", [p.question for p in dev])}
+              "dev": (work / "readouts-dev", [p.question for p in dev_eval])}
     for split, (folder, questions) in caches.items():
         if questions:
             build_cache(folder, questions, lambda b: readout.read(expert, expert_tok, b), key=key,
@@ -138,7 +140,7 @@ def train_domain(inputs: TrainInputs, config: TrainConfig, out_dir: Path, *, acc
     if readouts_only:
         return None
     train_mem = load_cache(caches["train"][0], caches["train"][1])
-    dev_mem = load_cache(caches["dev"][0], caches["dev"][1]) if dev else None
+    dev_mem = load_cache(caches["dev"][0], caches["dev"][1]) if dev_eval else None
     timings["readout_s"] = time.time() - t0
 
     # -- Stage II: projector alignment -------------------------------------------------------------------
@@ -163,7 +165,6 @@ def train_domain(inputs: TrainInputs, config: TrainConfig, out_dir: Path, *, acc
     model = AlignmentModel(bundle, base, sentence_dim).to(accelerator.device)
     examples = make_examples(hook, base_tok, [p.question for p in qa], [p.answer for p in qa], train_mem,
                              pconfig.slots, sentences)
-    dev_eval = dev[: config.stage2.dev_limit]
     history: list[dict] = []
 
     def on_epoch_end(epoch: int) -> dict:
