@@ -35,7 +35,7 @@ class AlignConfig:
     """Stage II: projector alignment with base and expert frozen."""
 
     projector: str = field(default="mlp2x_gelu", metadata={"help": "projector kind"})
-    epochs: int = field(default=8, metadata={"help": "passes over the QA pairs"})
+    epochs: int = field(default=12, metadata={"help": "passes over the QA pairs"})
     lr: float = field(default=1.5e-3, metadata={"help": "peak learning rate (cosine decay, 5% warm-up)"})
     batch_size: int = field(default=4, metadata={"help": "examples per step (per process); small batches align "
                                                          "faster per epoch (docs/training.md)"})
