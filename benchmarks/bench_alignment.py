@@ -47,14 +47,12 @@ def cache_states(adapter: Path, new_tokens: int) -> None:
     from safetensors.torch import save_file
 
     from gag_core.models import get_profile, load_causal_lm, load_tokenizer
-    from gag_core.readouts import ReadoutConfig, generate_background
+    from gag_core.readouts import ReadoutConfig, background_only, generate_background
 
     prof = get_profile("embedded")
     tok = load_tokenizer(prof.expert)
     expert = PeftModel.from_pretrained(load_causal_lm(prof.expert), str(adapter)).eval()
     cfg = ReadoutConfig(kind="multi_slot", max_new_tokens=new_tokens)
-    from gag_core.readouts import background_only
-
     for sub in ("states", "states-reencode"):
         (scratch() / sub).mkdir(parents=True, exist_ok=True)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0

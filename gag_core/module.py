@@ -148,7 +148,9 @@ def check_projector_values(state: dict[str, torch.Tensor], name: str) -> None:
 
 
 def verify_module(folder: Path, limits: SizeLimits | None = None) -> Manifest:
-    """Full verification without loading any tensor: files, types, hashes, safetensors headers, shapes."""
+    """Full verification: files, types, hashes, safetensors headers and shapes (from headers only), then the
+    projector's values (NaN/inf, standardiser std > 0), read only once its header has proven it small and
+    well-formed."""
     folder = Path(folder)
     files = scan_folder(folder, limits)
     manifest = read_manifest(folder)
