@@ -115,7 +115,7 @@ def evaluate_demo(module, data: Path, limit: int = 0) -> dict:
                 elif method == "gag":
                     texts = [a.answer for b in _batches(qs) for a in pipe.answer_batch(b, DEMO)]
                 else:
-                    texts = expert_alone_answers(pipe, DEMO, qs)
+                    texts = expert_alone_answers(pipe, DEMO, qs, batch_size=EVAL_BATCH)
                 answers[method] = texts
                 progress(set_name, i + 1, 3, {"method": method})
             per = {}
@@ -135,7 +135,10 @@ def evaluate_demo(module, data: Path, limit: int = 0) -> dict:
     return out
 
 
-def _batches(items, size: int = 16):
+EVAL_BATCH = 32  # greedy generation on 2 CPU cores: 0.17 s per question at 32 vs 0.22 s at 16
+
+
+def _batches(items, size: int = EVAL_BATCH):
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 

@@ -72,6 +72,44 @@ def test_cached_prefix_loss_equals_full_sequence_loss(arch, tiny_tokenizer):
     assert torch.allclose(cached, fresh, atol=1e-6)
 
 
+@pytest.mark.parametrize("arch", ["qwen3", "llama"])
+def test_frozen_trunk_gives_the_same_loss_and_lora_gradients(arch, tiny_tokenizer):
+    from gag_core.training.config import ExpertConfig
+    from gag_core.training.stage1 import SparseCausalLMLoss, add_lora, attach_trunk, sft_examples, trunk_layers
+
+    model = add_lora(tiny.make_model(arch, len(tiny_tokenizer), 48, seed=3), ExpertConfig(lora_r=4, top_layers=2))
+    for name, p in model.named_parameters():  # LoRA B starts at zero; give it values so every path matters
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.05)
+    frozen = trunk_layers(model, ExpertConfig(top_layers=2))
+    assert frozen == 4
+    examples = sft_examples(tiny_tokenizer, [("What colour is x?", "teal."), ("a much longer question about the "
+                            "discovered mineral crystal system?", "It is cubic and hexagonal."), ("hi", "0123")], None, 64)
+    with_trunk = attach_trunk(model, examples, frozen, 0, "cpu", batch_size=2)  # batches pad differently
+    assert [len(e) for e in with_trunk] == [3, 3, 3]
+
+    def loss_and_grads(batch, trunk_layers_):
+        model.zero_grad()
+        loss = SparseCausalLMLoss(model, trunk_layers_)(*collate_sft(batch))
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    full, full_grads = loss_and_grads(examples, 0)
+    fast, fast_grads = loss_and_grads(with_trunk, frozen)
+    assert torch.allclose(full, fast, atol=1e-5)
+    assert full_grads.keys() == fast_grads.keys() and len(full_grads) > 0
+    for name in full_grads:
+        assert torch.allclose(full_grads[name], fast_grads[name], atol=1e-5), name
+    assert len(model.get_base_model().get_decoder().layers) == 6  # every layer is back in place
+    assert all(type(layer).__name__.endswith("DecoderLayer") for layer in model.get_base_model().get_decoder().layers)
+
+
+def collate_sft(batch):
+    from gag_core.training.stage1 import collate as stage1_collate
+
+    return stage1_collate(batch, 0, "cpu")
+
+
 def test_bad_rows_are_reported_with_line_numbers(tmp_path):
     path = tmp_path / "qa.jsonl"
     path.write_text('{"question": "q1", "answer": "a1"}\nnot json\n{"question": "", "answer": "x"}\n')

@@ -22,6 +22,8 @@ class ExpertConfig:
                                       metadata={"help": "modules that get LoRA"})
     top_layers: int = field(default=20, metadata={"help": "LoRA on the top N layers only (0 = all); "
                                                          "backward stops below them, which halves CPU time"})
+    cache_trunk: bool = field(default=True, metadata={"help": "with top_layers, compute the untouched lower layers "
+                                                             "once per example instead of every step (same loss)"})
     dapt_epochs: int = field(default=1, metadata={"help": "causal-LM epochs over the corpus (0 = skip)"})
     sft_epochs: int = field(default=8, metadata={"help": "QA supervised epochs"})
     lr: float = field(default=2e-3, metadata={"help": "learning rate"})
@@ -72,7 +74,8 @@ class TrainConfig:
     prototypes: int = field(default=32, metadata={"help": "router prototypes per domain (fewer with few questions)"})
     router_encoder: str = field(default="minilm", metadata={"help": "minilm (the embedded sentence encoder, the "
                                                                       "router's default) | expert-mean"})
-    readout_batch_size: int = field(default=16, metadata={"help": "questions per readout batch"})
+    readout_batch_size: int = field(default=32, metadata={"help": "questions per readout batch (on 2 CPU cores 32 "
+                                                                  "generates 1.3x faster per question than 16)"})
     shard_size: int = field(default=64, metadata={"help": "questions per readout-cache shard"})
 
     def to_dict(self) -> dict:

@@ -9,7 +9,7 @@ from ..injection import InjectionHook, merge_memory
 
 @torch.no_grad()
 def generate_with_memory(base, tokenizer, hook: InjectionHook, questions: list[str], projected: torch.Tensor | None,
-                         max_new_tokens: int = 32, batch_size: int = 16) -> list[str]:
+                         max_new_tokens: int = 32, batch_size: int = 32) -> list[str]:
     """Greedy answers of the frozen base with projected memory [N, K, Hb] (None = plain base prompt)."""
     device = base.get_input_embeddings().weight.device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

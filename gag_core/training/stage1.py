@@ -3,10 +3,15 @@
 Domain-adaptive pretraining on the corpus (causal-LM loss), then supervised fine-tuning on the QA pairs
 with the loss on answer tokens only, inside the expert's chat template. The system prompt is the readout's
 background prompt, so at readout time the expert writes exactly the kind of text it was trained to write.
+
+When LoRA covers only the top layers (``ExpertConfig.top_layers``), the layers below never change: their
+output for each training example is computed once (the *frozen trunk*) and every step runs the top layers
+only, starting from it. The loss is the same; each step skips the trunk's forward pass.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 from pathlib import Path
 
@@ -21,16 +26,54 @@ from .loop import LoopSpec, run_loop, trainable_state
 IGNORE = -100
 
 
-class SparseCausalLMLoss(nn.Module):
-    """Cross-entropy on labelled positions only; the vocabulary projection runs just where it is needed."""
+TRUNK_CACHE_LIMIT_BYTES = 2 << 30  # above this the trunk is recomputed every step instead of kept in memory
 
-    def __init__(self, lm):
+
+class _Passthrough(nn.Module):
+    """Stands in for a decoder layer whose work is done elsewhere: returns its input unchanged (decoder layers
+    return a tensor since transformers 4.56, the oldest version gag supports)."""
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return hidden_states
+
+
+@contextlib.contextmanager
+def _layers_skipped(decoder, skip: range):
+    """Temporarily replace ``decoder.layers[i]`` for i in ``skip`` by pass-throughs (indices keep their meaning,
+    so per-layer attention types and rotary settings stay right)."""
+    saved = {i: decoder.layers[i] for i in skip}
+    try:
+        for i in skip:
+            decoder.layers[i] = _Passthrough()
+        yield
+    finally:
+        for i, layer in saved.items():
+            decoder.layers[i] = layer
+
+
+def _decoder(lm):
+    inner = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+    return inner, inner.get_decoder()
+
+
+class SparseCausalLMLoss(nn.Module):
+    """Cross-entropy on labelled positions only; the vocabulary projection runs just where it is needed.
+
+    With ``trunk`` (the frozen lower layers' output for these tokens) only layers ``trunk_layers`` and above run.
+    """
+
+    def __init__(self, lm, trunk_layers: int = 0):
         super().__init__()
         self.lm = lm
+        self.trunk_layers = trunk_layers
 
-    def forward(self, input_ids, attention_mask, labels):
-        inner = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
-        hidden = inner.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    def forward(self, input_ids, attention_mask, labels, trunk=None):
+        inner, decoder = _decoder(self.lm)
+        if trunk is None:
+            hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        else:
+            with _layers_skipped(decoder, range(self.trunk_layers)):
+                hidden = decoder(inputs_embeds=trunk, attention_mask=attention_mask).last_hidden_state
         target = labels[:, 1:]
         keep = target != IGNORE
         logits = inner.get_output_embeddings()(hidden[:, :-1][keep])
@@ -72,15 +115,57 @@ def dapt_examples(tokenizer, docs: list[str], max_length: int):
 
 
 def collate(examples, pad_id: int, device):
-    width = max(len(ids) for ids, _ in examples)
+    """Right-padded ids, attention and labels (+ the padded trunk states when every example has them)."""
+    width = max(len(ex[0]) for ex in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
     attn = torch.zeros((len(examples), width), dtype=torch.long)
-    for i, (x, y) in enumerate(examples):
+    for i, (x, y, *_) in enumerate(examples):
         ids[i, :len(x)] = torch.tensor(x)
         labels[i, :len(y)] = torch.tensor(y)
         attn[i, :len(x)] = 1
-    return ids.to(device), attn.to(device), labels.to(device)
+    trunk = None
+    if all(len(ex) > 2 for ex in examples):
+        trunk = torch.zeros((len(examples), width, examples[0][2].shape[-1]), dtype=examples[0][2].dtype)
+        for i, ex in enumerate(examples):
+            trunk[i, :len(ex[0])] = ex[2]
+        trunk = trunk.to(device)
+    return ids.to(device), attn.to(device), labels.to(device), trunk
+
+
+def trunk_layers(model, config: ExpertConfig) -> int:
+    """How many lower layers carry no LoRA (0 when every layer is trained)."""
+    n_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
+    return n_layers - config.top_layers if 0 < config.top_layers < n_layers else 0
+
+
+@torch.no_grad()
+def attach_trunk(lm, examples, layers: int, pad_id: int, device, batch_size: int = 32):
+    """``(ids, labels)`` -> ``(ids, labels, trunk)``: the output of the lower ``layers`` decoder layers (no LoRA
+    there, so it never changes during training). Returns the examples unchanged if it would not fit in memory."""
+    _, decoder = _decoder(lm)
+    hidden = decoder.get_input_embeddings().weight.shape[1]
+    dtype = decoder.get_input_embeddings().weight.dtype
+    size = sum(len(ids) for ids, _ in examples) * hidden * torch.finfo(dtype).bits // 8
+    if layers <= 0 or size > TRUNK_CACHE_LIMIT_BYTES:
+        return examples
+    n_layers = len(decoder.layers)
+    captured = []
+    handle = decoder.layers[layers - 1].register_forward_hook(
+        lambda mod, args, out: captured.append(out[0] if isinstance(out, tuple) else out))
+    out = []
+    try:
+        with _layers_skipped(decoder, range(layers, n_layers)):
+            for s in range(0, len(examples), batch_size):
+                chunk = examples[s:s + batch_size]
+                ids, attn, _, _ = collate(chunk, pad_id, device)
+                captured.clear()
+                decoder(input_ids=ids, attention_mask=attn)
+                states = captured[0].detach().cpu()
+                out += [(x, y, states[i, :len(x)].clone()) for i, (x, y) in enumerate(chunk)]
+    finally:
+        handle.remove()
+    return out
 
 
 def epoch_batches(examples, batch_size: int, seed: int):
@@ -98,11 +183,12 @@ def train_expert(peft_model, tokenizer, *, qa: list[tuple[str, str]], corpus: li
     """Run DAPT (if a corpus and epochs are given) then SFT; each phase resumes from its checkpoint."""
     device = accelerator.device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    wrapper = SparseCausalLMLoss(peft_model)
+    frozen = trunk_layers(peft_model, config) if config.cache_trunk else 0
+    wrapper = SparseCausalLMLoss(peft_model, frozen)
 
     def loss_fn(model, batch):
-        ids, attn, labels = collate(batch, pad, device)
-        return model(ids, attn, labels), {}
+        ids, attn, labels, trunk = collate(batch, pad, device)
+        return model(ids, attn, labels, trunk), {}
 
     phases = []
     if corpus and config.dapt_epochs > 0:
@@ -116,6 +202,7 @@ def train_expert(peft_model, tokenizer, *, qa: list[tuple[str, str]], corpus: li
             wrapper.load_state_dict(load_file(str(done)), strict=False)
             continue
         spec = LoopSpec(name, epochs, config.lr, checkpoint_every=25)
+        examples = attach_trunk(peft_model, examples, frozen, pad, device)
         run_loop(spec, accelerator=accelerator, model=wrapper, batches=epoch_batches(examples, config.batch_size, seed),
                  loss_fn=loss_fn, ckpt_dir=workdir / f"{name}.ckpt", log_path=log_path, progress=progress)
         if accelerator.is_main_process:
