@@ -20,8 +20,8 @@ class ExpertConfig:
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
                                                               "gate_proj", "up_proj", "down_proj"],
                                       metadata={"help": "modules that get LoRA"})
-    top_layers: int = field(default=12, metadata={"help": "LoRA on the top N layers only (0 = all); "
-                                                         "backward stops below them, which halves CPU time"})
+    top_layers: int = field(default=12, metadata={"help": "LoRA on the top N layers only (0 = all); the layers "
+                                                         "below run once per example (cache_trunk), not every step"})
     cache_trunk: bool = field(default=True, metadata={"help": "with top_layers, compute the untouched lower layers "
                                                              "once per example instead of every step (same loss)"})
     dapt_epochs: int = field(default=1, metadata={"help": "causal-LM epochs over the corpus (0 = skip)"})
