@@ -76,6 +76,7 @@ def test_cached_prefix_loss_equals_full_sequence_loss(arch, tiny_tokenizer):
 def test_frozen_trunk_gives_the_same_loss_and_lora_gradients(arch, tiny_tokenizer):
     from gag_core.training.config import ExpertConfig
     from gag_core.training.stage1 import SparseCausalLMLoss, add_lora, attach_trunk, sft_examples, trunk_layers
+    from gag_core.training.stage1 import collate as stage1_collate
 
     model = add_lora(tiny.make_model(arch, len(tiny_tokenizer), 48, seed=3), ExpertConfig(lora_r=4, top_layers=2))
     for name, p in model.named_parameters():  # LoRA B starts at zero; give it values so every path matters
@@ -90,7 +91,7 @@ def test_frozen_trunk_gives_the_same_loss_and_lora_gradients(arch, tiny_tokenize
 
     def loss_and_grads(batch, trunk_layers_):
         model.zero_grad()
-        loss = SparseCausalLMLoss(model, trunk_layers_)(*collate_sft(batch))
+        loss = SparseCausalLMLoss(model, trunk_layers_)(*stage1_collate(batch, 0, "cpu"))
         loss.backward()
         return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
@@ -102,12 +103,6 @@ def test_frozen_trunk_gives_the_same_loss_and_lora_gradients(arch, tiny_tokenize
         assert torch.allclose(full_grads[name], fast_grads[name], atol=1e-5), name
     assert len(model.get_base_model().get_decoder().layers) == 6  # every layer is back in place
     assert all(type(layer).__name__.endswith("DecoderLayer") for layer in model.get_base_model().get_decoder().layers)
-
-
-def collate_sft(batch):
-    from gag_core.training.stage1 import collate as stage1_collate
-
-    return stage1_collate(batch, 0, "cpu")
 
 
 def test_bad_rows_are_reported_with_line_numbers(tmp_path):
