@@ -29,7 +29,8 @@ def register(app: typer.Typer) -> None:
         base: str = typer.Option(None, "--base", help="Base model id/folder (overrides the profile)."),
         expert: str = typer.Option(None, "--expert", help="Expert backbone id/folder (overrides the profile)."),
         readout: str = typer.Option(None, "--readout", help="Readout kind: final_token, multi_slot or prefill."),
-        projector: str = typer.Option(None, "--projector", help="Projector kind: mlp2x_gelu or gated_residual."),
+        projector: str = typer.Option(None, "--projector", help="Projector kind: anchored_residual (embedded "
+                                      "default), mlp2x_gelu or gated_residual (paper default)."),
         epochs: int = typer.Option(None, "--epochs", help="Alignment epochs (Stage II)."),
         question_field: str = typer.Option("question", "--question-field"),
         answer_field: str = typer.Option("answer", "--answer-field"),

@@ -19,7 +19,7 @@ KIND_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")  # built-in or plugin kind nam
 
 @dataclass
 class ProjectorConfig:
-    kind: str = field(default="mlp2x_gelu", metadata={"help": "mlp2x_gelu | gated_residual"})
+    kind: str = field(default="mlp2x_gelu", metadata={"help": "mlp2x_gelu | gated_residual | anchored_residual"})
     expert_hidden: int = field(default=576, metadata={"help": "expert hidden size (input)"})
     base_hidden: int = field(default=576, metadata={"help": "base embedding size (output)"})
     slots: int = field(default=4, metadata={"help": "K memory vectors"})
@@ -89,7 +89,60 @@ class GatedResidualProjector(nn.Module):
         return b + torch.sigmoid(self.gate(h)) * self.mlp(h)
 
 
-BUILTIN_PROJECTORS = {cls.kind: cls for cls in (Mlp2xGeluProjector, GatedResidualProjector)}
+class AnchoredResidualProjector(nn.Module):
+    """out = A x + MLP(LN(x)), for readouts that live in the expert's token-embedding space (layer 0).
+
+    ``A`` is anchored on the vocabulary the expert and base share: before training it is set by least squares so
+    that A maps every expert input embedding onto the base's embedding of the same token (the identity when the
+    two models share their embeddings), and the MLP's output layer starts at zero. At step 0 the projector is
+    already a working text channel; training only learns a correction. Because nothing in it is fitted to the
+    training entities, it carries tokens it never saw in alignment (measured: docs/training.md, round 4).
+    Readouts go in raw: per-feature standardisation would break the anchor, so the bundle skips it.
+    """
+
+    kind = "anchored_residual"
+    raw_input = True
+
+    def __init__(self, config: ProjectorConfig):
+        super().__init__()
+        self.anchor_map = nn.Linear(config.expert_hidden, config.base_hidden)
+        self.mlp = nn.Sequential(nn.LayerNorm(config.expert_hidden), nn.Linear(config.expert_hidden, config.hidden),
+                                 nn.GELU(), nn.Linear(config.hidden, config.base_hidden))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    @torch.no_grad()
+    def anchor(self, expert_embeddings: torch.Tensor, base_embeddings: torch.Tensor, gain: float,
+               max_rows: int = 65536) -> float:
+        """Least-squares A with expert_embeddings @ A.T ~= base_embeddings / gain (rows = shared tokens).
+
+        Returns the relative residual of the fit (0 for identical embeddings)."""
+        if expert_embeddings.shape[0] != base_embeddings.shape[0] or expert_embeddings.shape[0] < 2:
+            raise ConfigError("anchored_residual needs the same tokens' embeddings from expert and base, row for row.")
+        x, y = expert_embeddings.float(), base_embeddings.float()
+        if x.shape[0] > max_rows:  # an even subsample is plenty for an h x h map
+            idx = torch.linspace(0, x.shape[0] - 1, max_rows).long()
+            x, y = x[idx], y[idx]
+        ones = torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)
+        sol = torch.linalg.lstsq(torch.cat([x, ones], 1), y / gain).solution  # [h_expert + 1, h_base]
+        self.anchor_map.weight.copy_(sol[:-1].T.to(self.anchor_map.weight))
+        self.anchor_map.bias.copy_(sol[-1].to(self.anchor_map.bias))
+        fit = torch.cat([x, ones], 1) @ sol
+        return float((fit - y / gain).norm() / (y / gain).norm().clamp(min=1e-12))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.anchor_map(x) + self.mlp(x)
+
+
+BUILTIN_PROJECTORS = {cls.kind: cls for cls in (Mlp2xGeluProjector, GatedResidualProjector,
+                                                 AnchoredResidualProjector)}
+
+
+def shared_vocab_rows(expert_tokenizer, base_tokenizer) -> tuple[list[int], list[int]]:
+    """Row indices (expert, base) of the tokens both vocabularies hold, matched by token string."""
+    ev, bv = expert_tokenizer.get_vocab(), base_tokenizer.get_vocab()
+    shared = sorted(set(ev) & set(bv), key=lambda t: ev[t])
+    return [ev[t] for t in shared], [bv[t] for t in shared]
 
 
 class ProjectorBundle(nn.Module):
@@ -105,7 +158,9 @@ class ProjectorBundle(nn.Module):
         self.mixer = LayerMixer(config.layers, config.slots)
         self.projector = cls(config)
         self.gain = nn.Parameter(torch.tensor(float(config.output_scale)))
-        if config.standardize:
+        # a projector that reads raw readouts (anchored_residual) is never given standardised ones
+        self.standardize = bool(config.standardize and not getattr(cls, "raw_input", False))
+        if self.standardize:
             # Readouts of different questions share most of their energy (cosine ~0.6-0.9 between unrelated
             # facts); standardising per feature lets the projector see what distinguishes them.
             shape = (config.layers, config.slots, config.expert_hidden)
@@ -115,7 +170,7 @@ class ProjectorBundle(nn.Module):
     @torch.no_grad()
     def fit_standardizer(self, memory: torch.Tensor, min_std: float = 1e-2) -> None:
         """Set the per-feature statistics from training readouts [N, layers, K, h_expert]."""
-        if not self.config.standardize:
+        if not self.standardize:
             return
         memory = memory.float()
         self.input_mean.copy_(memory.mean(0))
@@ -135,7 +190,7 @@ class ProjectorBundle(nn.Module):
                 "different readout or expert model.")
         param = next(self.parameters())
         x = memory.to(device=param.device, dtype=param.dtype)
-        if self.config.standardize:
+        if self.standardize:
             x = (x - self.input_mean.to(x.dtype)) / self.input_std.to(x.dtype)
         if noise and self.training:
             x = x + noise * torch.randn_like(x)

@@ -31,7 +31,7 @@ def tiny_readout(kind: str) -> ReadoutConfig:
 
 def test_the_builtins_are_registered():
     assert {"final_token", "multi_slot", "prefill"} <= set(READOUT_KINDS)
-    assert {"mlp2x_gelu", "gated_residual"} <= set(PROJECTOR_KINDS)
+    assert {"mlp2x_gelu", "gated_residual", "anchored_residual"} <= set(PROJECTOR_KINDS)
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +136,35 @@ def test_standardizer_is_fitted_saved_and_applied(tmp_path):
     flat = torch.zeros(10, 3, 2, 8)
     bundle.fit_standardizer(flat)
     assert torch.isfinite(bundle(flat[:2])).all()
+
+
+def test_anchored_projector_starts_as_the_map_between_vocabularies():
+    from gag_core.projectors import AnchoredResidualProjector
+
+    torch.manual_seed(0)
+    config = ProjectorConfig(kind="anchored_residual", expert_hidden=16, base_hidden=24, slots=3, layers=1,
+                             output_scale=0.05, standardize=True)
+    bundle = ProjectorBundle(config).eval()
+    assert not bundle.standardize and not hasattr(bundle, "input_mean")  # raw input: the anchor needs it
+    expert_emb = torch.randn(300, 16)
+    base_emb = expert_emb @ torch.randn(16, 24) + 0.3  # another model's embeddings of the same tokens
+    residual = bundle.projector.anchor(expert_emb, base_emb, float(bundle.gain.detach()))
+    assert residual < 1e-4
+    # before any training, a token's expert embedding comes out as the base's embedding of that token
+    out = bundle(expert_emb[:6].view(2, 1, 3, 16))
+    torch.testing.assert_close(out.reshape(6, 24), base_emb[:6], atol=1e-4, rtol=1e-4)
+    # same embeddings on both sides: the anchor is the identity (divided by the output gain)
+    same = ProjectorBundle(ProjectorConfig(kind="anchored_residual", expert_hidden=16, base_hidden=16, slots=1,
+                                           layers=1, output_scale=0.05))
+    same.projector.anchor(expert_emb, expert_emb, 0.05)
+    torch.testing.assert_close(same.projector.anchor_map.weight * 0.05, torch.eye(16), atol=1e-4, rtol=0)
+    unseen = torch.randn(5, 16)  # vectors the fit never saw pass through unchanged
+    torch.testing.assert_close(same(unseen.view(5, 1, 1, 16)).squeeze(1), unseen, atol=1e-4, rtol=1e-4)
+    # the learned correction starts at zero
+    assert isinstance(same.projector, AnchoredResidualProjector)
+    assert not same.projector.mlp[-1].weight.detach().any()
+    with pytest.raises(ConfigError, match="row for row"):
+        same.projector.anchor(expert_emb, expert_emb[:10], 0.05)
 
 
 def test_input_noise_only_while_training():

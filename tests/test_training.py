@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gag_core.errors import DataError, TrainingError
+from gag_core.errors import ConfigError, DataError, TrainingError
 from gag_core.injection import InjectionHook, merge_memory
 from gag_core.module import DomainModule
 from gag_core.projectors import ProjectorBundle, ProjectorConfig
@@ -179,3 +179,33 @@ def test_data_parallel_two_cpu_processes(tiny_paths, tmp_path):
     assert result.returncode == 0, result.stderr[-4000:]
     module = DomainModule.open(out)
     assert module.manifest.training["data"]["qa_pairs"] == 12
+
+
+def test_anchor_is_fitted_on_the_shared_vocabulary_and_refuses_foreign_tokenizers(tiny_paths, tmp_path):
+    from gag_core.models import load_causal_lm, load_tokenizer
+    from gag_core.projectors import ProjectorBundle, ProjectorConfig
+    from gag_core.training.train_domain import _anchor
+
+    base, expert = load_causal_lm(tiny_paths["base"]), load_causal_lm(tiny_paths["expert"])
+    tok = load_tokenizer(tiny_paths["base"])
+    bundle = ProjectorBundle(ProjectorConfig(kind="anchored_residual", expert_hidden=48, base_hidden=64, slots=2,
+                                             layers=1, output_scale=0.02))
+    before = bundle.projector.anchor_map.weight.clone()
+    log = tmp_path / "log.jsonl"
+    _anchor(bundle, expert, tok, base, tok, log)
+    event = json.loads(log.read_text())
+    assert event["event"] == "anchor" and event["shared_tokens"] == len(tok.get_vocab())
+    assert not torch.equal(before, bundle.projector.anchor_map.weight)
+    # the fitted map is the least-squares one: its residual is orthogonal to the expert embeddings
+    e, b = expert.get_input_embeddings().weight.detach(), base.get_input_embeddings().weight.detach()
+    with torch.no_grad():
+        fitted = bundle.projector.anchor_map(e) * 0.02
+    assert float((e.T @ (fitted - b)).norm() / (e.T @ b).norm()) < 1e-3
+
+    class Foreign:  # a tokenizer from another model family: no token strings in common
+        @staticmethod
+        def get_vocab():
+            return {f"zz{i}": i for i in range(400)}
+
+    with pytest.raises(ConfigError, match="share only 0 of 400"):
+        _anchor(bundle, expert, Foreign(), base, tok, None)
