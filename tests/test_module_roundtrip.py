@@ -39,7 +39,8 @@ def original_bundle(readout, projector_kind, seed=0) -> ProjectorBundle:
     torch.manual_seed(seed)
     bundle = ProjectorBundle(config, collect("register_projectors")[projector_kind])
     bundle.fit_standardizer(torch.randn(16, config.layers, config.slots, config.expert_hidden))
-    return bundle.eval()
+    # frozen like a loaded one: with requires_grad the CPU kernels may round differently (1e-7)
+    return bundle.eval().requires_grad_(False)
 
 
 def lora_state(peft_model, adapter="default") -> dict[str, torch.Tensor]:
