@@ -138,11 +138,24 @@ BUILTIN_PROJECTORS = {cls.kind: cls for cls in (Mlp2xGeluProjector, GatedResidua
                                                  AnchoredResidualProjector)}
 
 
-def shared_vocab_rows(expert_tokenizer, base_tokenizer) -> tuple[list[int], list[int]]:
-    """Row indices (expert, base) of the tokens both vocabularies hold, matched by token string."""
+def anchor_on_vocabulary(bundle, expert, expert_tokenizer, base, base_tokenizer) -> dict:
+    """Fit ``bundle``'s anchored projector on the tokens expert and base share (matched by token string).
+
+    Returns what to log: the number of shared tokens and the fit's relative residual."""
     ev, bv = expert_tokenizer.get_vocab(), base_tokenizer.get_vocab()
-    shared = sorted(set(ev) & set(bv), key=lambda t: ev[t])
-    return [ev[t] for t in shared], [bv[t] for t in shared]
+    e_emb, b_emb = expert.get_input_embeddings().weight, base.get_input_embeddings().weight
+    shared = [t for t in ev if t in bv and ev[t] < e_emb.shape[0] and bv[t] < b_emb.shape[0]]
+    smaller = min(len(ev), len(bv))
+    if len(shared) < max(bundle.config.expert_hidden + 1, smaller // 2):
+        raise ConfigError(f"The {bundle.config.kind} projector is anchored on the tokens expert and base share, and "
+                          f"they share only {len(shared)} of {smaller}. Use an expert from the base's model family "
+                          "(same tokenizer) or set stage2.projector = \"mlp2x_gelu\".")
+    shared.sort(key=ev.get)
+    e_idx = torch.tensor([ev[t] for t in shared], device=e_emb.device)
+    b_idx = torch.tensor([bv[t] for t in shared], device=b_emb.device)
+    residual = bundle.projector.anchor(e_emb.detach()[e_idx], b_emb.detach()[b_idx].to(e_emb.device),
+                                       float(bundle.gain.detach()))
+    return {"shared_tokens": len(shared), "relative_residual": residual}
 
 
 class ProjectorBundle(nn.Module):

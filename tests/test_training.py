@@ -75,7 +75,8 @@ def test_cached_prefix_loss_equals_full_sequence_loss(arch, tiny_tokenizer):
 @pytest.mark.parametrize("arch", ["qwen3", "llama"])
 def test_frozen_trunk_gives_the_same_loss_and_lora_gradients(arch, tiny_tokenizer):
     from gag_core.training.config import ExpertConfig
-    from gag_core.training.stage1 import SparseCausalLMLoss, add_lora, attach_trunk, sft_examples, trunk_layers
+    from gag_core.training.stage1 import (SparseCausalLMLoss, add_lora, attach_trunk, sft_examples, trunk_layers,
+                                          trunk_matches)
     from gag_core.training.stage1 import collate as stage1_collate
 
     model = add_lora(tiny.make_model(arch, len(tiny_tokenizer), 48, seed=3), ExpertConfig(lora_r=4, top_layers=2))
@@ -101,6 +102,11 @@ def test_frozen_trunk_gives_the_same_loss_and_lora_gradients(arch, tiny_tokenize
     assert full_grads.keys() == fast_grads.keys() and len(full_grads) > 0
     for name in full_grads:
         assert torch.allclose(full_grads[name], fast_grads[name], atol=1e-5), name
+    # the guard train_expert runs first: the right trunk passes; a trunk the decoder would not produce (as for a
+    # model that rescales inputs_embeds) fails, and training falls back to the full forward
+    assert trunk_matches(SparseCausalLMLoss(model, frozen), with_trunk, 0, "cpu")
+    scaled = [(x, y, 2.0 * t) for x, y, t in with_trunk]
+    assert not trunk_matches(SparseCausalLMLoss(model, frozen), scaled, 0, "cpu")
     assert len(model.get_base_model().get_decoder().layers) == 6  # every layer is back in place
     assert all(type(layer).__name__.endswith("DecoderLayer") for layer in model.get_base_model().get_decoder().layers)
 
@@ -181,20 +187,17 @@ def test_data_parallel_two_cpu_processes(tiny_paths, tmp_path):
     assert module.manifest.training["data"]["qa_pairs"] == 12
 
 
-def test_anchor_is_fitted_on_the_shared_vocabulary_and_refuses_foreign_tokenizers(tiny_paths, tmp_path):
+def test_anchor_is_fitted_on_the_shared_vocabulary_and_refuses_foreign_tokenizers(tiny_paths):
     from gag_core.models import load_causal_lm, load_tokenizer
-    from gag_core.projectors import ProjectorBundle, ProjectorConfig
-    from gag_core.training.train_domain import _anchor
+    from gag_core.projectors import ProjectorBundle, ProjectorConfig, anchor_on_vocabulary
 
     base, expert = load_causal_lm(tiny_paths["base"]), load_causal_lm(tiny_paths["expert"])
     tok = load_tokenizer(tiny_paths["base"])
     bundle = ProjectorBundle(ProjectorConfig(kind="anchored_residual", expert_hidden=48, base_hidden=64, slots=2,
                                              layers=1, output_scale=0.02))
     before = bundle.projector.anchor_map.weight.clone()
-    log = tmp_path / "log.jsonl"
-    _anchor(bundle, expert, tok, base, tok, log)
-    event = json.loads(log.read_text())
-    assert event["event"] == "anchor" and event["shared_tokens"] == len(tok.get_vocab())
+    fit = anchor_on_vocabulary(bundle, expert, tok, base, tok)
+    assert fit["shared_tokens"] == len(tok.get_vocab())
     assert not torch.equal(before, bundle.projector.anchor_map.weight)
     # the fitted map is the least-squares one: its residual is orthogonal to the expert embeddings
     e, b = expert.get_input_embeddings().weight.detach(), base.get_input_embeddings().weight.detach()
@@ -208,4 +211,4 @@ def test_anchor_is_fitted_on_the_shared_vocabulary_and_refuses_foreign_tokenizer
             return {f"zz{i}": i for i in range(400)}
 
     with pytest.raises(ConfigError, match="share only 0 of 400"):
-        _anchor(bundle, expert, Foreign(), base, tok, None)
+        anchor_on_vocabulary(bundle, expert, Foreign(), base, tok)

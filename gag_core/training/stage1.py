@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import warnings
 from pathlib import Path
 
 import torch
@@ -168,6 +169,22 @@ def attach_trunk(lm, examples, layers: int, pad_id: int, device, batch_size: int
     return out
 
 
+@torch.no_grad()
+def trunk_matches(wrapper: "SparseCausalLMLoss", examples, pad_id: int, device, atol: float = 1e-4) -> bool:
+    """Whether starting from the cached trunk gives the full forward's loss on a few examples. False for a model
+    whose decoder does more to ``inputs_embeds`` than the layers do (Gemma scales them), so the caller can
+    fall back to the full forward instead of training on a wrong loss."""
+    ids, attn, labels, trunk = collate(examples[:4], pad_id, device)
+    if trunk is None:
+        return False
+    was_training = wrapper.training
+    wrapper.eval()  # no dropout in the comparison
+    try:
+        return bool(torch.allclose(wrapper(ids, attn, labels), wrapper(ids, attn, labels, trunk), atol=atol, rtol=1e-3))
+    finally:
+        wrapper.train(was_training)
+
+
 def epoch_batches(examples, batch_size: int, seed: int):
     def make(epoch: int):
         order = list(range(len(examples)))
@@ -203,6 +220,10 @@ def train_expert(peft_model, tokenizer, *, qa: list[tuple[str, str]], corpus: li
             continue
         spec = LoopSpec(name, epochs, config.lr, checkpoint_every=25)
         examples = attach_trunk(peft_model, examples, frozen, pad, device)
+        if frozen and len(examples[0]) > 2 and not trunk_matches(wrapper, examples, pad, device):
+            warnings.warn(f"{name}: the cached trunk does not reproduce this model's forward pass; "
+                          "training with the full forward instead (slower, same result).")
+            examples = [ex[:2] for ex in examples]
         run_loop(spec, accelerator=accelerator, model=wrapper, batches=epoch_batches(examples, config.batch_size, seed),
                  loss_fn=loss_fn, ckpt_dir=workdir / f"{name}.ckpt", log_path=log_path, progress=progress)
         if accelerator.is_main_process:

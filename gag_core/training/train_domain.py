@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 
 from ..assemble import assemble_module
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ..injection import InjectionHook
 from ..models import get_profile, hidden_size, load_causal_lm, load_tokenizer
 from ..paths import gag_home
-from ..projectors import ProjectorBundle, ProjectorConfig
+from ..projectors import ProjectorBundle, ProjectorConfig, anchor_on_vocabulary
 from ..readouts import BUILTIN_READOUTS
 from .config import TrainConfig
 from .data import QAPair, load_corpus_texts, load_qa
@@ -61,28 +61,6 @@ def work_dir_for(inputs: TrainInputs, config: TrainConfig) -> Path:
 
 def _golds(pairs: list[QAPair]) -> list[str]:
     return [p.meta.get("value") or p.answer for p in pairs]
-
-
-def _anchor(bundle: ProjectorBundle, expert, expert_tok, base, base_tok, log_path: Path | None) -> None:
-    """Fit an anchored projector's linear map on the vocabulary expert and base share (before any training)."""
-    from ..projectors import shared_vocab_rows
-
-    e_rows, b_rows = shared_vocab_rows(expert_tok, base_tok)
-    e_emb, b_emb = expert.get_input_embeddings().weight, base.get_input_embeddings().weight
-    keep = [i for i, (e, b) in enumerate(zip(e_rows, b_rows)) if e < e_emb.shape[0] and b < b_emb.shape[0]]
-    smaller = min(len(expert_tok.get_vocab()), len(base_tok.get_vocab()))
-    if len(keep) < max(bundle.config.expert_hidden + 1, smaller // 2):
-        raise ConfigError(f"The {bundle.config.kind} projector is anchored on the tokens expert and base share, and "
-                          f"they share only {len(keep)} of {smaller}. Use an expert from the base's model family "
-                          "(same tokenizer) or set stage2.projector = \"mlp2x_gelu\".")
-    e_idx = torch.tensor([e_rows[i] for i in keep], device=e_emb.device)
-    b_idx = torch.tensor([b_rows[i] for i in keep], device=b_emb.device)
-    residual = bundle.projector.anchor(e_emb.detach()[e_idx], b_emb.detach()[b_idx].to(e_emb.device),
-                                       float(bundle.gain.detach()))
-    if log_path is not None:
-        with open(log_path, "a") as f:
-            f.write(json.dumps({"stage": "stage2-align", "event": "anchor", "shared_tokens": len(keep),
-                                "relative_residual": residual}) + "\n")
 
 
 def train_domain(inputs: TrainInputs, config: TrainConfig, out_dir: Path, *, accelerator=None, progress=None,
@@ -180,8 +158,11 @@ def train_domain(inputs: TrainInputs, config: TrainConfig, out_dir: Path, *, acc
     torch.manual_seed(config.seed)
     bundle = ProjectorBundle(pconfig)
     bundle.fit_standardizer(train_mem)
-    if hasattr(bundle.projector, "anchor"):
-        _anchor(bundle, expert, expert_tok, base, base_tok, log_path if accelerator.is_main_process else None)
+    if hasattr(bundle.projector, "anchor"):  # anchored_residual: start from the map between the vocabularies
+        fit = anchor_on_vocabulary(bundle, expert, expert_tok, base, base_tok)
+        if accelerator.is_main_process:
+            with open(log_path, "a") as f:
+                f.write(json.dumps({"stage": "stage2-align", "event": "anchor", **fit}) + "\n")
     sentences, sentence_dim = None, 0
     if config.stage2.semantic_alpha:
         sentences = _sentence_embeddings([p.answer for p in qa])
