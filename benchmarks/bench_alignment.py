@@ -46,6 +46,7 @@ def cache_states(adapter: Path, new_tokens: int) -> None:
     from peft import PeftModel
     from safetensors.torch import save_file
 
+    from gag_core.generation import pad_id
     from gag_core.models import get_profile, load_causal_lm, load_tokenizer
     from gag_core.readouts import ReadoutConfig, background_only, generate_background
 
@@ -55,7 +56,7 @@ def cache_states(adapter: Path, new_tokens: int) -> None:
     cfg = ReadoutConfig(kind="multi_slot", max_new_tokens=new_tokens)
     for sub in ("states", "states-reencode"):
         (scratch() / sub).mkdir(parents=True, exist_ok=True)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    pad = pad_id(tok)
     for split in SPLITS:
         rows = read_jsonl(DATA / f"{split}.jsonl")
         gens, lengths, prompt_last, texts, alone, alone_lengths = [], [], [], [], [], []

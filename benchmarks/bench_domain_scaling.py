@@ -53,7 +53,7 @@ def main() -> None:
 
 
 def run(args, counts: list[int], timed: int, mnt: int, home: Path) -> None:
-    from gag_core import store
+    from gag_core import install
     from gag_core.module import DomainModule
     from gag_plugins.api import GAG
 
@@ -65,7 +65,7 @@ def run(args, counts: list[int], timed: int, mnt: int, home: Path) -> None:
     folder = build_untrained_module(home / "build" / "dom00", "dom00", gag.pipeline.base)
     names = [f"dom{i:02d}" for i in range(max(counts))]
     for name in names:
-        store.install_folder(folder, name=name)
+        install.install_folder(folder, name=name)
     module_mb = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
     rows, loaded = [], 0
     for n in counts:

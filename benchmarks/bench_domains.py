@@ -48,7 +48,7 @@ def build_domains(home: Path) -> list[str]:
     """Install ``DOMAINS`` untrained embedded-profile modules, each with its own exemplar questions."""
     import torch
 
-    from gag_core import store
+    from gag_core import install
     from gag_core.assemble import assemble_module
     from gag_core.models import hidden_size, load_causal_lm
     from gag_core.projectors import ProjectorBundle, ProjectorConfig
@@ -72,7 +72,7 @@ def build_domains(home: Path) -> list[str]:
                                  projector=projector, prototypes=torch.nn.functional.normalize(
                                      torch.randn(4, hidden_size(expert)), dim=-1),
                                  exemplars=exemplars, encoder="untrained", description=f"benchmark stand-in {name}")
-        store.install_folder(folder, name=name)
+        install.install_folder(folder, name=name)
         names.append(name)
         del expert
     return names
@@ -80,6 +80,7 @@ def build_domains(home: Path) -> list[str]:
 
 def child(n_domains: int, args) -> dict:
     """One configuration in a fresh process: load, warm up every route, measure RSS (and, for 5, latency)."""
+    from gag_core.generation import GenerationOptions
     from gag_plugins.api import GAG
 
     setup_threads(args.threads)
@@ -90,7 +91,7 @@ def child(n_domains: int, args) -> dict:
     general = [r["question"] for r in read_jsonl(GENERAL_HELDOUT)][::7][:args.questions - len(minerals)]
     gag.route(minerals[0])  # builds the router (general prototypes come from the cache after the first run)
     for name in ["general", *names]:  # every adapter and projector is touched once
-        gag.answer(minerals[0], domain=name, max_new_tokens=4)
+        gag.answer(minerals[0], name, options=GenerationOptions(max_new_tokens=4))
     gc.collect()
     result = {"domains": n_domains, "rss_mb": rss_mb(), "router_encoder": gag.router.encoder.name}
     if n_domains != DOMAINS:
@@ -100,7 +101,7 @@ def child(n_domains: int, args) -> dict:
         start = time.perf_counter()
         decision = gag.route(q)
         mid = time.perf_counter()
-        gag.answer(q, domain=decision.route)
+        gag.answer(q, decision.route)
         end = time.perf_counter()
         route_s.append(mid - start)
         answer_s.append(end - mid)

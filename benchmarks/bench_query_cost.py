@@ -25,7 +25,8 @@ import time
 from common import DATA, DEMO, load_demo_gag, print_table, read_jsonl, setup_threads, write_results
 
 from gag_core.evaluation.harness import CorpusRetrievers, EvalConfig, method_runner
-from gag_core.evaluation.retrieval import Document, format_knowledge, load_corpus
+from gag_core.corpus import Document, load_corpus
+from gag_core.evaluation.retrieval import format_knowledge
 
 ONSETS = ["Abr", "Bex", "Crum", "Dax", "Elm", "Firn", "Glor", "Hux", "Irv", "Jask", "Kolv", "Larn", "Mub", "Nirr",
           "Oph", "Prax", "Quen", "Ruv", "Stel", "Tusk", "Umb", "Varn", "Wolm", "Xer", "Yorn", "Zask"]

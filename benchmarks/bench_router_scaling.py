@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from common import DATA, print_table, read_jsonl, setup_threads, write_results
 
-from gag_core.pipeline import GENERAL
+from gag_core.routes import GENERAL
 from gag_core.router import PrototypeRouter
 
 

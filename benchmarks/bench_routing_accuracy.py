@@ -23,7 +23,7 @@ import time
 import torch
 from common import DATA, ROOT, print_table, read_jsonl, setup_threads, write_results
 
-from gag_core.pipeline import GENERAL
+from gag_core.routes import GENERAL
 from gag_core.router import DEFAULT_PROTOTYPES, GENERAL_PROTOTYPES, PrototypeRouter, build_prototypes
 
 POLICIES = ROOT / "tests" / "data" / "domain_quillfeather.jsonl"
@@ -43,14 +43,18 @@ def question_sets() -> dict[str, list[str]]:
 
 
 def make_encoder(name: str):
-    from gag_plugins.api import make_encoder as registered
+    from functools import cache
 
+    from gag_core.router import make_encoder as build
+    from gag_plugins.manager import collect
+
+    @cache  # the encoder asks for the current backbone on every encode: load it once
     def backbone():
         from gag_core.models import EMBEDDED_ID, load_causal_lm, load_tokenizer
 
         return load_causal_lm(EMBEDDED_ID), load_tokenizer(EMBEDDED_ID), EMBEDDED_ID
 
-    return registered(name, backbone)
+    return build(collect("register_encoders"), name, backbone)
 
 
 def router_for(encoder, emb: dict, general_train: torch.Tensor) -> PrototypeRouter:

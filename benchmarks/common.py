@@ -94,7 +94,7 @@ def print_table(rows: list[dict], columns: list[str], title: str) -> None:
 
     from rich.console import Console
 
-    from gag_core.evaluation.report import render_rich_table
+    from gag_cli.tables import render_rich_table
 
     Console(width=None if sys.stdout.isatty() else 160).print(render_rich_table(rows, columns, title))
 

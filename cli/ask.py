@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from gag_core.errors import InputError
-from gag_core.pipeline import GENERAL
+from gag_core.routes import GENERAL
 
 from .console import console, handle_errors
 from .jsonl import append_rows, completed_rows, read_questions
@@ -31,16 +31,11 @@ def load_gag(profile: str, base: str | None, expert: str | None, domains: list[s
                                   router_encoder=router_encoder, margin=margin)
 
 
-def choose_route(gag, question: str, domain: str | None, general: bool):
-    """(route, score) — forced by --domain/--general, otherwise from the router."""
+def forced_route(domain: str | None, general: bool) -> str | None:
+    """The route --domain/--general force, or None to let the router choose."""
     if domain and general:
         raise InputError("Pass either --domain NAME or --general, not both.")
-    if general:
-        return GENERAL, None
-    if domain:
-        return domain, None
-    decision = gag.route(question)
-    return decision.route, decision.score
+    return GENERAL if general else domain
 
 
 def register(app: typer.Typer) -> None:
@@ -64,49 +59,38 @@ def register(app: typer.Typer) -> None:
             raise InputError("The question is empty; pass a non-empty question.")
         if input is not None and output is None:
             raise InputError("--input needs --output FILE for the answers.")
-        wanted = [domain] if domain else ([] if general else None)
-        gag = load_gag(profile, base, expert, wanted, max_new_tokens, router_encoder)
+        route = forced_route(domain, general)
+        gag = load_gag(profile, base, expert, [domain] if domain else ([] if general else None), max_new_tokens,
+                       router_encoder)
         if input is not None:
-            _ask_file(gag, input, output, domain, general, batch_size)
+            _ask_file(gag, input, output, route, batch_size)
             return
-        route, score = choose_route(gag, question, domain, general)
         if as_json:
-            ans = gag.answer(question, route)
-            ans.route_score = score
-            console.print_json(json.dumps(ans.to_dict(), ensure_ascii=False))
+            console.print_json(json.dumps(gag.answer(question, route).to_dict(), ensure_ascii=False))
             return
-        label = f"[dim]route: {route}" + (f" ({score:.3f})" if score is not None else "") + "[/]"
-        console.print(label)
+        stream = gag.stream(question, route)
+        score = f" ({stream.decision.score:.3f})" if stream.decision else ""
+        console.print(f"[dim]route: {stream.route}{score}[/]")
         start = time.perf_counter()
-        for piece in gag.stream(question, route):
+        for piece in stream:
             console.print(piece, end="", soft_wrap=True, markup=False)
         console.print(f"\n[dim]{time.perf_counter() - start:.2f} s[/]")
 
 
-def _ask_file(gag, input: Path, output: Path, domain, general, batch_size: int) -> None:
+def _ask_file(gag, input: Path, output: Path, route: str | None, batch_size: int) -> None:
+    from gag_core.service import Query
+
     questions = read_questions(input)
     done = completed_rows(output, questions)
     if done:
         console.print(f"Resuming: {done}/{len(questions)} already answered in {output}")
     output.parent.mkdir(parents=True, exist_ok=True)
-    todo = list(range(done, len(questions)))
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console) as progress:
         task = progress.add_task("answering", total=len(questions), completed=done)
-        for start in range(0, len(todo), batch_size):
-            idx = todo[start:start + batch_size]
-            if domain or general:
-                routed = [(i, *choose_route(gag, questions[i], domain, general)) for i in idx]
-            else:  # one encoder pass for the whole batch
-                decisions = gag.route_batch([questions[i] for i in idx])
-                routed = [(i, d.route, d.score) for i, d in zip(idx, decisions)]
-            rows: dict[int, dict] = {}
-            for route in dict.fromkeys(r for _, r, _ in routed):
-                group = [(i, s) for i, r, s in routed if r == route]
-                answers = gag.answer_batch([questions[i] for i, _ in group], route)
-                for (i, score), ans in zip(group, answers):
-                    ans.route_score = score
-                    rows[i] = ans.to_dict()
-            append_rows(output, [rows[i] for i in idx])  # input order, whole batch at once
-            progress.update(task, advance=len(idx))
+        for start in range(done, len(questions), batch_size):
+            batch = questions[start:start + batch_size]  # routed in one encoder pass, answered in one batch
+            answers = gag.answer_batch([Query(q, route) for q in batch])
+            append_rows(output, [a.to_dict() for a in answers])  # input order, whole batch at once
+            progress.update(task, advance=len(batch))
     console.print(f"[green]Wrote[/] {len(questions)} answers to {output}")

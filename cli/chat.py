@@ -14,14 +14,14 @@ from collections.abc import Callable
 import typer
 
 from gag_core.errors import GagError, InputError
-from gag_core.pipeline import GENERAL
+from gag_core.routes import GENERAL
 
-from .ask import BaseOpt, ExpertOpt, ProfileOpt, RouterEncoderOpt, load_gag
+from .ask import BaseOpt, ExpertOpt, ProfileOpt, RouterEncoderOpt, forced_route, load_gag
 from .console import console, handle_errors
 from .route import MarginOpt, scores_table
 
 HELP = """[bold]commands[/]
-  /route         every route's score for the last question
+  /route [TEXT]  every route's score for TEXT (default: the last question)
   /domains       the loaded domains
   /use NAME      answer with domain NAME from now on (no routing)
   /general       answer with the plain base model from now on
@@ -40,10 +40,9 @@ def read_line(prompt: str) -> str:
 class ChatSession:
     """The state of one chat: the route mode, the conversation, and the last routing decision."""
 
-    def __init__(self, gag, *, forced: str | None = None, max_new_tokens: int | None = None, history_turns: int = 8):
-        self.gag = gag
+    def __init__(self, gag, *, forced: str | None = None, history_turns: int = 8):
+        self.gag = gag  # a RoutedService
         self.forced = forced  # None = route automatically; else "general" or a domain name
-        self.max_new_tokens = max_new_tokens
         self.history_turns = history_turns
         self.history: list[dict] = []
         self.last_question: str | None = None
@@ -61,7 +60,7 @@ class ChatSession:
         elif name == "domains":
             self._show_domains()
         elif name == "route":
-            self._show_route()
+            self._show_route(arg)
         elif name == "use":
             self._use(arg)
         elif name == "general":
@@ -85,13 +84,17 @@ class ChatSession:
         mode = "automatic routing" if self.forced is None else f"fixed route {self.forced}"
         console.print(f"[dim]mode: {mode}[/]")
 
-    def _show_route(self) -> None:
-        if self.last_question is None:
-            console.print("No question yet; ask one first.")
+    def _show_route(self, text: str) -> None:
+        """Every route's score for ``text``, or for the last question when ``text`` is empty."""
+        if text:
+            decision = self.gag.route(text)
+        elif self.last_question is None:
+            console.print("No question yet; ask one first, or give one: /route TEXT.")
             return
-        decision = self.last_decision or self.gag.route(self.last_question)
-        self.last_decision = decision
-        console.print(f"routes for: {self.last_question}", markup=False)
+        else:
+            text = self.last_question
+            decision = self.last_decision = self.last_decision or self.gag.route(text)
+        console.print(f"routes for: {text}", markup=False)
         console.print(scores_table(decision))
 
     def _use(self, name: str) -> None:
@@ -99,13 +102,13 @@ class ChatSession:
             console.print("Usage: /use NAME (see /domains).")
         elif name == GENERAL:
             self.command("/general")
-        elif name in self.gag.domains:
-            self.forced = name
-            console.print(f"[dim]Answering with domain {name}. /auto to route again.[/]")
-        elif name in self.gag.unavailable:
-            console.print(f"[red]Domain {name} cannot be used:[/] {self.gag.unavailable[name]}")
         else:
-            console.print(f"No loaded domain {name!r}; loaded: {', '.join(self.gag.domains) or 'none'}.")
+            try:
+                self.forced = self.gag.resolve(name)
+            except GagError as exc:  # unavailable (says why) or not loaded (lists the loaded ones)
+                console.print(str(exc), markup=False)
+                return
+            console.print(f"[dim]Answering with domain {name}. /auto to route again.[/]")
 
     # -- questions -------------------------------------------------------------------------------
     def recent_history(self) -> list[dict]:
@@ -115,26 +118,26 @@ class ChatSession:
     def ask(self, question: str) -> str:
         """Route (unless a route is fixed), stream the answer, and add the turn to the history."""
         self.last_question = question
-        if self.forced is None:
-            self.last_decision = decision = self.gag.route(question)
-            route = decision.route
-            label = f"{route} {decision.score:.3f}" + (" (margin fallback)" if decision.fallback else "")
-        else:
-            self.last_decision = None
-            route, label = self.forced, f"{self.forced} (fixed)"
-        console.print(f"[dim]→ {label}[/]")
         stop = threading.Event()
+        stream = self.gag.stream(question, self.forced, self.recent_history() or None, stop=stop)
+        self.last_decision = decision = stream.decision  # None when the route is fixed
+        if decision is None:
+            label = f"{stream.route} (fixed)"
+        else:
+            label = f"{decision.route} {decision.score:.3f}" + (" (margin fallback)" if decision.fallback else "")
+        console.print(f"[dim]→ {label}[/]")
         pieces: list[str] = []
         start = time.perf_counter()
         try:
-            for piece in self.gag.stream(question, route, self.recent_history() or None,
-                                         max_new_tokens=self.max_new_tokens, stop=stop):
+            for piece in stream:
                 pieces.append(piece)
                 console.print(piece, end="", soft_wrap=True, markup=False, highlight=False)
             console.print(f"\n[dim]{time.perf_counter() - start:.2f} s[/]")
         except KeyboardInterrupt:
             stop.set()
             console.print("\n[dim](stopped)[/]")
+        finally:
+            stream.close()  # never leave a generation running behind the session's back
         answer = "".join(pieces).strip()
         self.history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
         return answer
@@ -186,14 +189,11 @@ def register(app: typer.Typer) -> None:
         profile: str = ProfileOpt, base: str = BaseOpt, expert: str = ExpertOpt,
     ) -> None:
         """Chat with routing between general and the installed domains; answers stream as they are written."""
-        if domain and general:
-            raise InputError("Pass either --domain NAME or --general, not both.")
+        forced = forced_route(domain, general)
         if history_turns < 0:
             raise InputError(f"--history-turns must be >= 0; got {history_turns}.")
         gag = load_gag(profile, base, expert, None, max_new_tokens, router_encoder, margin)
-        if domain and domain not in gag.domains:
-            gag._check_route(domain)  # unavailable: says why
-            gag.pipeline.domain(domain)  # not installed: lists the loaded ones
-        session = ChatSession(gag, forced=GENERAL if general else domain, max_new_tokens=max_new_tokens,
-                              history_turns=history_turns)
+        if forced is not None:
+            gag.resolve(forced)  # an unavailable domain says why, an unknown one lists the loaded ones
+        session = ChatSession(gag, forced=forced, history_turns=history_turns)
         run_chat(session)

@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train the fictional 'minerals' demo domain on the embedded model (first run ~11 min on 2 CPU cores,
         then cached), install it, and print base-only vs expert-alone vs GAG accuracy on held-out phrasings."""
-        from gag_core import store
+        from gag_core import install
         from gag_core.errors import DataError
         from gag_core.module import DomainModule
         from gag_core.training.config import load_config
@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"Trained in {time.time() - started:.0f} s → {build}")
         else:
             console.print(f"Reusing the trained demo module in {build} (pass --retrain to train again).")
-        installed = store.install_folder(build, force=True)
+        installed = install.install_folder(build, force=True)
         console.print(f"[green]Installed[/] domain [bold]{installed.name}[/]")
         module = DomainModule.open(installed.path)
         results_file = gag_home() / "demo" / f"results-{module.manifest.files['projector.safetensors'][:12]}-{limit}.json"
@@ -91,16 +91,16 @@ def _load_rows(path: Path, limit: int = 0) -> list[dict]:
 
 def evaluate_demo(module, data: Path, limit: int = 0) -> dict:
     """Accuracy (normalised gold value contained in the greedy answer) per method, per answer type."""
-    from gag_core.evaluation.metrics import contains
-    from gag_plugins.api import GAG
-
     from gag_core.evaluation.harness import expert_alone_answers
+    from gag_core.evaluation.metrics import contains
+    from gag_core.routes import GENERAL
+    from gag_core.service import Query
+    from gag_plugins.api import GAG
 
     from .demo_eval import timed_single
 
     with console.status("Loading base, expert and domain…"):
         gag = GAG.from_installed([DEMO], strict=True, max_new_tokens=32)
-    pipe = gag.pipeline
     sets = {"held-out phrasings": _load_rows(data / "test.jsonl", limit),
             "unaligned entities": _load_rows(data / "unaligned_test.jsonl", limit),
             "corpus-only entities": _load_rows(data / "corpus_only_test.jsonl", limit)}
@@ -110,12 +110,11 @@ def evaluate_demo(module, data: Path, limit: int = 0) -> dict:
             qs = [r["question"] for r in rows]
             answers = {}
             for i, method in enumerate(("base", "expert", "gag")):
-                if method == "base":
-                    texts = [a.answer for b in _batches(qs) for a in pipe.answer_batch(b, "general")]
-                elif method == "gag":
-                    texts = [a.answer for b in _batches(qs) for a in pipe.answer_batch(b, DEMO)]
+                if method == "expert":
+                    texts = expert_alone_answers(gag.pipeline, DEMO, qs, batch_size=EVAL_BATCH)
                 else:
-                    texts = expert_alone_answers(pipe, DEMO, qs, batch_size=EVAL_BATCH)
+                    route = GENERAL if method == "base" else DEMO
+                    texts = [a.answer for b in _batches(qs) for a in gag.answer_batch([Query(q, route) for q in b])]
                 answers[method] = texts
                 progress(set_name, i + 1, 3, {"method": method})
             per = {}
@@ -131,7 +130,7 @@ def evaluate_demo(module, data: Path, limit: int = 0) -> dict:
                                                    **{m: answers[m][j] for m in answers}} for j, r in enumerate(rows[:3])]}
         qs = [r["question"] for r in sets["held-out phrasings"][:8]]
         for method in ("base", "expert", "gag"):
-            out["latency_s"][method] = statistics.median(timed_single(pipe, DEMO, method, qs))
+            out["latency_s"][method] = statistics.median(timed_single(gag, DEMO, method, qs))
     return out
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from gag_core import distribution
+from gag_core.distribution import package_module, package_names, push_module
 from gag_plugins.discovery import find_domain
 
 from .console import console, handle_errors
@@ -21,8 +21,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write a pip-installable project that ships the domain through the `gag` entry point."""
         d = find_domain(name)
-        folder = distribution.package_module(d.path, out)
-        dist, package = distribution.package_names(d.manifest.name if d.manifest else name)
+        folder = package_module(d.path, out)
+        dist, package = package_names(d.manifest.name if d.manifest else name)
         console.print(f"[green]Wrote[/] {folder} ({dist}, package {package}).\n"
                       f"Build a wheel:  python -m build --wheel {folder}\n"
                       f"Install it:     gag install-domain {folder}/dist/<wheel>.whl")
@@ -39,6 +39,6 @@ def register(app: typer.Typer) -> None:
         """Upload a verified domain module to the Hugging Face Hub (token: HF_TOKEN or `hf auth login`)."""
         d = find_domain(name)
         with console.status(f"Pushing {name} to hf:{repo} ..."):
-            url = distribution.push_module(d.path, repo, private=private, revision=revision)
+            url = push_module(d.path, repo, private=private, revision=revision)
         at = f"@{revision}" if revision else ""
         console.print(f"[green]Pushed[/] {name} → {url}\nInstall it with: gag install-domain hf:{repo}{at}")

@@ -12,7 +12,7 @@ import typer
 
 from gag_core.errors import ConfigError
 
-from .ask import BaseOpt, ExpertOpt, ProfileOpt, RouterEncoderOpt
+from .ask import BaseOpt, ExpertOpt, ProfileOpt, RouterEncoderOpt, load_gag
 from .console import console, handle_errors
 from .progress import stage_progress
 from .route import MarginOpt
@@ -36,12 +36,6 @@ def _names(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
-def _load_gag(profile, base, expert, domains, max_new_tokens: int, router_encoder=None, margin=None):
-    from .ask import load_gag
-
-    return load_gag(profile, base, expert, domains, max_new_tokens, router_encoder, margin)
-
-
 def eval_plots(rows: list[dict]) -> dict:
     """Bar charts per method, plus containment against k for each retriever when several k were run."""
     plots = {"answer containment by method": ("method", "containment", {r["method"]: r["containment"] for r in rows})}
@@ -61,109 +55,104 @@ def eval_plots(rows: list[dict]) -> dict:
     return plots
 
 
+@handle_errors
+def eval_cmd(
+    domain: str = typer.Option(..., "--domain", "-d", help="The domain to evaluate (its expert, projector, hook)."),
+    data: Path = typer.Option(..., "--data", help="JSONL rows with 'question' and a gold answer."),
+    methods: str = typer.Option("base,rag,expert,gag", "--methods",
+                                help="Comma-separated: base, expert, expert-text, gag, gag-routed, rag, "
+                                     "rag-bm25, rag-dense, rag-bm25@2, ..."),
+    corpus: Path = typer.Option(None, "--corpus", help="RAG corpus: .jsonl ('text' per line), .txt/.md, or a folder."),
+    routed: bool = typer.Option(False, "--routed", help="Replace 'gag' by 'gag-routed' (the router picks the route)."),
+    out: Path = typer.Option(None, "--out", help="Output folder (default: gag-eval/DOMAIN)."),
+    k: str = typer.Option("2", "--k", help="Top-k values for rag, e.g. 1,2,3."),
+    retriever: str = typer.Option("bm25,dense", "--retriever", help="Retrievers for rag: bm25, dense."),
+    chunk_size: int = typer.Option(480, "--chunk-size", help="RAG chunk size in base-tokenizer tokens."),
+    chunk_overlap: int = typer.Option(48, "--chunk-overlap", help="Tokens shared by neighbouring chunks."),
+    bertscore_model: str = typer.Option(None, "--bertscore-model", help="Encoder folder/id for BERTScore (off if absent)."),
+    limit: int = typer.Option(0, "--limit", help="Evaluate only the first N rows (0 = all)."),
+    answer_field: str = typer.Option("answer", "--answer-field", help="Reference answer field (STS, BERTScore)."),
+    gold_field: str = typer.Option(None, "--gold-field", help="Short gold field (default: 'value' if present, "
+                                                               "else --answer-field)."),
+    latency_sample: int = typer.Option(8, "--latency-sample", help="First N questions timed one at a time."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Questions generated together."),
+    max_new_tokens: int = typer.Option(32, "--max-new-tokens", help="Answer length budget in tokens."),
+    profile: str = ProfileOpt, base: str = BaseOpt, expert: str = ExpertOpt,
+    router_encoder: str = RouterEncoderOpt, margin: float = MarginOpt,
+) -> None:
+    """Compare base, expert, GAG and RAG on a domain's QA set: a table plus results.json/.md and plots."""
+    from gag_core.evaluation.harness import EvalConfig, evaluate_methods, expand_methods, load_rows
+    from gag_core.evaluation.report import write_report
+
+    from .tables import render_rich_table
+
+    config = EvalConfig(ks=_int_list(k, "--k"), retrievers=_names(retriever), chunk_size=chunk_size,
+                        chunk_overlap=chunk_overlap, gold_field=gold_field, answer_field=answer_field,
+                        bertscore_model=bertscore_model, batch_size=batch_size, latency_sample=latency_sample,
+                        max_new_tokens=max_new_tokens)
+    planned = expand_methods(_names(methods), config.ks, config.retrievers, routed=routed)
+    if any(m.startswith("rag-") for m in planned) and corpus is None:
+        raise ConfigError("The rag methods need --corpus FILE (the documents to retrieve from); "
+                          "pass it or leave rag out of --methods.")
+    rows = load_rows(data, limit)  # refuse bad data before loading any model
+    gag = load_gag(profile, base, expert, None if "gag-routed" in planned else [domain], max_new_tokens,
+                   router_encoder, margin)
+    with stage_progress() as progress:
+        results = evaluate_methods(gag, rows, planned, domain=domain, corpus=corpus, config=config,
+                                   progress=progress)
+    out = out or Path("gag-eval") / domain
+    table_rows = [{k: v for k, v in r.items() if k != "predictions"} for r in results]
+    columns = EVAL_COLUMNS + (["routed_to_domain"] if "gag-routed" in planned else [])
+    if not bertscore_model:
+        columns.remove("bertscore")
+    title = f"gag eval — domain {domain}, {len(rows)} questions ({data.name})"
+    written = write_report(out, title, table_rows, columns, eval_plots(table_rows))
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "predictions.jsonl", "w", encoding="utf-8") as f:
+        for r in results:
+            for p in r["predictions"]:
+                f.write(json.dumps({"method": r["method"], **p}, ensure_ascii=False) + "\n")
+    console.print(render_rich_table(table_rows, columns, title))
+    console.print(f"[green]Wrote[/] {', '.join(sorted(p.name for p in written.values()))} and "
+                  f"predictions.jsonl to {out}")
+
+
+@handle_errors
+def eval_router_cmd(
+    data: Path = typer.Option(..., "--data", help="JSONL rows with 'question' and 'domain' (a domain or general)."),
+    out: Path = typer.Option(Path("gag-eval") / "router", "--out", help="Output folder."),
+    limit: int = typer.Option(0, "--limit", help="Evaluate only the first N rows (0 = all)."),
+    profile: str = ProfileOpt, base: str = BaseOpt, expert: str = ExpertOpt,
+    router_encoder: str = RouterEncoderOpt, margin: float = MarginOpt,
+) -> None:
+    """Routing accuracy over every installed domain: per-route precision/recall and a confusion matrix."""
+    from gag_core.evaluation.harness import load_rows
+    from gag_core.evaluation.report import markdown_table, write_report
+    from gag_core.evaluation.routing import evaluate_router, write_confusion_png
+
+    from .tables import render_rich_table
+
+    rows = load_rows(data, limit)
+    gag = load_gag(profile, base, expert, None, 64, router_encoder, margin)
+    with console.status("Routing…"):
+        result = evaluate_router(gag, rows)
+    title = f"gag eval-router — {result['n']} questions ({data.name}), accuracy {result['accuracy']:.3f}"
+    plots = {"routing recall by route": ("gold route", "recall",
+                                         {r["route"]: r["recall"] for r in result["per_route"]
+                                          if r["recall"] is not None})}
+    written = write_report(out, title, result["per_route"], ROUTER_COLUMNS, plots)
+    write_confusion_png(out / "confusion_matrix.png", result["labels"], result["confusion"])
+    (out / "router.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    labels = result["labels"]
+    matrix_rows = [{"gold \\ routed": g, **dict(zip(labels, row))} for g, row in zip(labels, result["confusion"])]
+    with open(written["results.md"], "a", encoding="utf-8") as f:
+        f.write(f"\nAccuracy: **{result['accuracy']:.3f}** over {result['n']} questions.\n\n## Confusion matrix\n\n"
+                + markdown_table(matrix_rows, ["gold \\ routed", *labels]) + "\n\n![confusion matrix]"
+                "(confusion_matrix.png)\n")
+    console.print(render_rich_table(result["per_route"], ROUTER_COLUMNS, title))
+    console.print(f"[green]Wrote[/] results.json, results.md, router.json, confusion_matrix.png to {out}")
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("eval")
-    @handle_errors
-    def eval_cmd(
-        domain: str = typer.Option(..., "--domain", "-d", help="The domain to evaluate (its expert, projector, hook)."),
-        data: Path = typer.Option(..., "--data", help="JSONL rows with 'question' and a gold answer."),
-        methods: str = typer.Option("base,rag,expert,gag", "--methods",
-                                    help="Comma-separated: base, expert, expert-text, gag, gag-routed, rag, "
-                                         "rag-bm25, rag-dense, rag-bm25@2, ..."),
-        corpus: Path = typer.Option(None, "--corpus", help="RAG corpus: .jsonl ('text' per line), .txt/.md, or a folder."),
-        routed: bool = typer.Option(False, "--routed", help="Replace 'gag' by 'gag-routed' (GAG.route picks the route)."),
-        out: Path = typer.Option(None, "--out", help="Output folder (default: gag-eval/DOMAIN)."),
-        k: str = typer.Option("2", "--k", help="Top-k values for rag, e.g. 1,2,3."),
-        retriever: str = typer.Option("bm25,dense", "--retriever", help="Retrievers for rag: bm25, dense."),
-        chunk_size: int = typer.Option(480, "--chunk-size", help="RAG chunk size in base-tokenizer tokens."),
-        chunk_overlap: int = typer.Option(48, "--chunk-overlap", help="Tokens shared by neighbouring chunks."),
-        bertscore_model: str = typer.Option(None, "--bertscore-model", help="Encoder folder/id for BERTScore (off if absent)."),
-        limit: int = typer.Option(0, "--limit", help="Evaluate only the first N rows (0 = all)."),
-        answer_field: str = typer.Option("answer", "--answer-field", help="Reference answer field (STS, BERTScore)."),
-        gold_field: str = typer.Option(None, "--gold-field", help="Short gold field (default: 'value' if present, "
-                                                                   "else --answer-field)."),
-        latency_sample: int = typer.Option(8, "--latency-sample", help="First N questions timed one at a time."),
-        batch_size: int = typer.Option(16, "--batch-size", help="Questions generated together."),
-        max_new_tokens: int = typer.Option(32, "--max-new-tokens", help="Answer length budget in tokens."),
-        profile: str = ProfileOpt, base: str = BaseOpt, expert: str = ExpertOpt,
-        router_encoder: str = RouterEncoderOpt, margin: float = MarginOpt,
-    ) -> None:
-        """Compare base, expert, GAG and RAG on a domain's QA set: a table plus results.json/.md and plots."""
-        from gag_core.evaluation.harness import EvalConfig, evaluate_methods, expand_methods, load_rows
-        from gag_core.evaluation.report import render_rich_table, write_report
-
-        config = EvalConfig(ks=_int_list(k, "--k"), retrievers=_names(retriever), chunk_size=chunk_size,
-                            chunk_overlap=chunk_overlap, gold_field=gold_field, answer_field=answer_field,
-                            bertscore_model=bertscore_model, batch_size=batch_size, latency_sample=latency_sample,
-                            max_new_tokens=max_new_tokens)
-        planned = expand_methods(_names(methods), config.ks, config.retrievers, routed=routed)
-        if any(m.startswith("rag-") for m in planned) and corpus is None:
-            raise ConfigError("The rag methods need --corpus FILE (the documents to retrieve from); "
-                              "pass it or leave rag out of --methods.")
-        if "gag-routed" in planned:
-            from gag_plugins.api import GAG
-
-            if not callable(getattr(GAG, "route", None)):
-                raise ConfigError("--routed (method gag-routed) needs GAG.route, which this gag does not have yet; "
-                                  "evaluate the oracle route with method gag instead.")
-        rows = load_rows(data, limit)  # refuse bad data before loading any model
-        gag = _load_gag(profile, base, expert, None if "gag-routed" in planned else [domain], max_new_tokens,
-                        router_encoder, margin)
-        if domain not in gag.domains:
-            why = gag.unavailable.get(domain, f"installed: {gag.domains or 'none'}")
-            raise ConfigError(f"Domain {domain!r} could not be loaded ({why}); check `gag list`.")
-        with stage_progress() as progress:
-            results = evaluate_methods(gag, rows, planned, domain=domain, corpus=corpus, config=config,
-                                       progress=progress)
-        out = out or Path("gag-eval") / domain
-        table_rows = [{k: v for k, v in r.items() if k != "predictions"} for r in results]
-        columns = EVAL_COLUMNS + (["routed_to_domain"] if "gag-routed" in planned else [])
-        if not bertscore_model:
-            columns.remove("bertscore")
-        title = f"gag eval — domain {domain}, {len(rows)} questions ({data.name})"
-        written = write_report(out, title, table_rows, columns, eval_plots(table_rows))
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / "predictions.jsonl", "w", encoding="utf-8") as f:
-            for r in results:
-                for p in r["predictions"]:
-                    f.write(json.dumps({"method": r["method"], **p}, ensure_ascii=False) + "\n")
-        console.print(render_rich_table(table_rows, columns, title))
-        console.print(f"[green]Wrote[/] {', '.join(sorted(p.name for p in written.values()))} and "
-                      f"predictions.jsonl to {out}")
-
-    @app.command("eval-router")
-    @handle_errors
-    def eval_router_cmd(
-        data: Path = typer.Option(..., "--data", help="JSONL rows with 'question' and 'domain' (a domain or general)."),
-        out: Path = typer.Option(Path("gag-eval") / "router", "--out", help="Output folder."),
-        limit: int = typer.Option(0, "--limit", help="Evaluate only the first N rows (0 = all)."),
-        profile: str = ProfileOpt, base: str = BaseOpt, expert: str = ExpertOpt,
-        router_encoder: str = RouterEncoderOpt, margin: float = MarginOpt,
-    ) -> None:
-        """Routing accuracy over every installed domain: per-route precision/recall and a confusion matrix."""
-        from gag_core.evaluation.harness import load_rows
-        from gag_core.evaluation.report import markdown_table, render_rich_table, write_report
-        from gag_core.evaluation.routing import evaluate_router, write_confusion_png
-
-        rows = load_rows(data, limit)
-        gag = _load_gag(profile, base, expert, None, 64, router_encoder, margin)
-        if not callable(getattr(gag, "route", None)):
-            raise ConfigError("This gag has no routing yet (GAG.route); eval-router needs it. Upgrade gag, or "
-                              "evaluate one domain with `gag eval --domain NAME`.")
-        with console.status("Routing…"):
-            result = evaluate_router(gag, rows)
-        title = f"gag eval-router — {result['n']} questions ({data.name}), accuracy {result['accuracy']:.3f}"
-        plots = {"routing recall by route": ("gold route", "recall",
-                                             {r["route"]: r["recall"] for r in result["per_route"]
-                                              if r["recall"] is not None})}
-        written = write_report(out, title, result["per_route"], ROUTER_COLUMNS, plots)
-        write_confusion_png(out / "confusion_matrix.png", result["labels"], result["confusion"])
-        (out / "router.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        labels = result["labels"]
-        matrix_rows = [{"gold \\ routed": g, **dict(zip(labels, row))} for g, row in zip(labels, result["confusion"])]
-        with open(written["results.md"], "a", encoding="utf-8") as f:
-            f.write(f"\nAccuracy: **{result['accuracy']:.3f}** over {result['n']} questions.\n\n## Confusion matrix\n\n"
-                    + markdown_table(matrix_rows, ["gold \\ routed", *labels]) + "\n\n![confusion matrix]"
-                    "(confusion_matrix.png)\n")
-        console.print(render_rich_table(result["per_route"], ROUTER_COLUMNS, title))
-        console.print(f"[green]Wrote[/] results.json, results.md, router.json, confusion_matrix.png to {out}")
+    app.command("eval")(eval_cmd)
+    app.command("eval-router")(eval_router_cmd)

@@ -13,20 +13,12 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from . import ask, domains, models_cmd
-
-    for mod in (models_cmd, domains, ask):
-        mod.register(app)
-    for optional in ("train", "demo", "route", "chat", "evaluate", "distribute"):
-        try:
-            mod = __import__(f"gag_cli.{optional}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"gag_cli.{optional}":
-                raise
-            continue
-        mod.register(app)
     from gag_plugins.manager import load_plugins
 
+    from . import ask, chat, demo, distribute, domains, evaluate, models_cmd, route, serve, train
+
+    for mod in (models_cmd, domains, ask, train, demo, route, chat, evaluate, distribute, serve):
+        mod.register(app)
     load_plugins().hook.register_commands(cli=app)
 
 

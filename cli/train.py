@@ -42,37 +42,24 @@ def register(app: typer.Typer) -> None:
         router prototypes, model card. Rerun the same command to resume after an interruption.
 
         Run under `accelerate launch` for data-parallel training."""
-        from gag_core import store
-        from gag_core.readouts import ReadoutConfig
-        from gag_core.training.config import load_config
-        from gag_core.training.train_domain import TrainInputs, train_domain
+        from gag_core.install import install_folder
+        from gag_core.training.config import load_config, with_readout_kind
+        from gag_core.training.train_domain import TrainInputs, TrainRun, train_domain
 
-        overrides: dict = {"base": base, "expert": expert, "question_field": question_field,
-                           "answer_field": answer_field}
+        overrides = {"base": base, "expert": expert, "question_field": question_field, "answer_field": answer_field,
+                     "stage2": {"projector": projector, "epochs": epochs or None}}
         cfg = load_config(config, profile, overrides)
-        if readout and readout != cfg.readout.kind:  # the profile's own kind keeps the profile's settings
-            reencode = cfg.readout.reencode
-            defaults = {"final_token": dict(layers=[-4], slots=1, reencode=reencode),
-                        "prefill": dict(layers=[-1], slots=1, pooling="last"),
-                        "multi_slot": dict(layers=[-1, -2, -4, -6], slots=4, reencode=reencode)}
-            if readout not in defaults:
-                from gag_core.errors import ConfigError
-                raise ConfigError(f"Unknown readout {readout!r}; expected one of {sorted(defaults)}.")
-            cfg.readout = ReadoutConfig(kind=readout, max_new_tokens=cfg.readout.max_new_tokens,
-                                        background_prompt=cfg.readout.background_prompt, **defaults[readout])
-        if projector:
-            cfg.stage2.projector = projector
-        if epochs:
-            cfg.stage2.epochs = epochs
+        if readout:  # another kind starts from its own defaults; the profile's kind keeps the profile's settings
+            cfg = with_readout_kind(cfg, readout)
         out = out or gag_home() / "builds" / name
         inputs = TrainInputs(name, qa, corpus, dev, list(expert_only))
         with stage_progress() as progress:
-            folder = train_domain(inputs, cfg, out, progress=progress, num_shards=num_shards, shard_rank=shard_rank,
-                                  readouts_only=readouts_only)
+            run = TrainRun(progress=progress, num_shards=num_shards, shard_rank=shard_rank, readouts_only=readouts_only)
+            folder = train_domain(inputs, cfg, out, run)
         if folder is None:
             console.print("Readout shards written; run without --readouts-only to finish.")
             return
         console.print(f"[green]Module written[/] → {folder}")
         if install:
-            installed = store.install_folder(folder, force=True)
+            installed = install_folder(folder, force=True)
             console.print(f"[green]Installed[/] domain [bold]{installed.name}[/]")

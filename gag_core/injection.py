@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .errors import InjectionError, InputError
+from .generation import left_pad, pad_id
 from .models import chat_template_kwargs
 
 DEFAULT_INSTRUCTION = "You are a helpful assistant with access to expert knowledge."
@@ -63,7 +64,7 @@ class InjectionHook:
         self.instruction = instruction
         self.template = template
         self.max_question_tokens = max_question_tokens
-        self.slot_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.slot_token_id = pad_id(tokenizer)
 
     # -- text pieces --------------------------------------------------------------------------
     def _render(self, history: list[dict], content: str) -> str:
@@ -125,17 +126,11 @@ class InjectionHook:
 
     def collate(self, prompts: list[BuiltPrompt]) -> PromptBatch:
         """Left-pad a list of prompts into tensors (left padding keeps generation aligned at the end)."""
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        width = max(len(p.input_ids) for p in prompts)
-        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-        attn = torch.zeros((len(prompts), width), dtype=torch.long)
-        slots = torch.zeros((len(prompts), width), dtype=torch.bool)
+        ids, attn = left_pad([p.input_ids for p in prompts], pad_id(self.tokenizer), "cpu")
+        slots = torch.zeros_like(ids, dtype=torch.bool)
         for i, p in enumerate(prompts):
-            offset = width - len(p.input_ids)
-            ids[i, offset:] = torch.tensor(p.input_ids, dtype=torch.long)
-            attn[i, offset:] = 1
-            for pos in p.slot_positions:
-                slots[i, offset + pos] = True
+            offset = ids.shape[1] - len(p.input_ids)
+            slots[i, [offset + pos for pos in p.slot_positions]] = True
         return PromptBatch(ids, attn, slots)
 
 

@@ -23,7 +23,7 @@ def iter_objects(path: str | Path, errors: list[str] | None = None) -> Iterator[
                 continue
             try:
                 row = json.loads(line)
-                why = None if isinstance(row, dict) else f"expected a JSON object, found {type(row).__name__}"
+                why = None if isinstance(row, dict) else f"expected an object {{...}}, found {type(row).__name__}"
             except json.JSONDecodeError as exc:
                 why = f"not valid JSON ({exc.msg}); fix or remove that line"
             if why is None:

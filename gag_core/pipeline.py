@@ -2,25 +2,36 @@
 
 One pipeline holds one frozen base model and one expert backbone per distinct expert id; every installed
 domain is a named peft adapter on its backbone, switched per query. The general route is the plain base.
+When the expert backbone is the base model itself (the embedded profile), it is loaded once: the domains'
+adapters wrap the base, and the base path runs with every adapter switched off.
+
+A batch may mix routes: each domain's rows get their readout and projection together, general rows get no
+slots, and all rows are left-padded into one ``inputs_embeds`` batch for a single ``generate`` call.
 """
 
 from __future__ import annotations
 
+import os
+import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
 
-from .errors import DomainNotFoundError, IncompatibleModuleError
+from . import generation
+from .errors import ConfigError, DomainNotFoundError, IncompatibleModuleError
+from .generation import Generated, GenerationOptions
 from .injection import BuiltPrompt, InjectionHook, merge_memory
-from .models import canonical_model_id
+from .models import adapters_off, canonical_model_id
 from .module import DomainModule
 from .projectors import ProjectorBundle
 from .readouts import BUILTIN_READOUTS
+from .routes import GENERAL, RouteDecision
 
-GENERAL = "general"
+SHARE_BACKBONE_ENV = "GAG_SHARE_BACKBONE"  # "0" loads the expert backbone apart even when it is the base model
 
 
 @dataclass
@@ -30,12 +41,21 @@ class Answer:
     route: str
     prompt_tokens: int
     latency_s: float
-    route_score: float | None = None
+    route_score: float | None = None  # the router's score for ``route`` (= decision.score when routed)
     extra: dict = field(default_factory=dict)
+    completion_tokens: int = 0  # tokens generated (the end-of-sequence token not counted)
+    finish_reason: str = "stop"  # "stop" (eos or stop string), "length" or "cancelled"
+    decision: RouteDecision | None = None  # set when the router chose the route
+    slots: int = 0  # injected memory vectors (0 on the general route)
+
+    def __post_init__(self):
+        if self.route_score is None and self.decision is not None:
+            self.route_score = self.decision.score
 
     def to_dict(self) -> dict:
         d = {"question": self.question, "answer": self.answer, "route": self.route,
-             "prompt_tokens": self.prompt_tokens, "latency_s": round(self.latency_s, 4)}
+             "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+             "finish_reason": self.finish_reason, "latency_s": round(self.latency_s, 4)}
         if self.route_score is not None:
             d["route_score"] = round(float(self.route_score), 4)
         d.update(self.extra)
@@ -55,32 +75,69 @@ class LoadedDomain:
         return self.module.name
 
 
+class _AnyEvent:
+    """Set when any of its events is set (a stream stops on the caller's event or when the reader leaves)."""
+
+    def __init__(self, *events: threading.Event | None):
+        self.events = [e for e in events if e is not None]
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self.events)
+
+
 class GagPipeline:
-    """Compose a frozen base model with domain experts. Thread-compatible, not thread-safe."""
+    """Compose a frozen base model with domain experts. Thread-compatible, not thread-safe.
+
+    ``base_id`` names the loaded base; an expert backbone with the same canonical id is then the base itself
+    (not loaded again) unless ``share_backbone`` is False (default: ``$GAG_SHARE_BACKBONE`` != "0")."""
 
     def __init__(self, base, base_tokenizer, *, expert_loader: Callable[[str], tuple] | None = None,
-                 max_new_tokens: int = 64, instruction: str | None = None):
+                 max_new_tokens: int = 64, instruction: str | None = None, base_id: str | None = None,
+                 share_backbone: bool | None = None):
         self.base = base
         self.tokenizer = base_tokenizer
         self.expert_loader = expert_loader
         self.max_new_tokens = max_new_tokens
         self.general_hook = InjectionHook(base_tokenizer, **({"instruction": instruction} if instruction else {}))
+        self.base_id = canonical_model_id(base_id) if base_id else None
+        self.share_backbone = (os.environ.get(SHARE_BACKBONE_ENV, "1") != "0") if share_backbone is None \
+            else share_backbone
         self.experts: dict[str, list] = {}  # expert id -> [peft-or-plain model, tokenizer]
         self.domains: dict[str, LoadedDomain] = {}
 
-    # -- domains ---------------------------------------------------------------------------------
+    # -- backbones -------------------------------------------------------------------------------
     def add_expert(self, expert_id: str, model, tokenizer) -> None:
         """Provide an already loaded expert backbone (shared by every domain that names ``expert_id``)."""
         self.experts[canonical_model_id(expert_id)] = [model, tokenizer]
 
-    def _expert_for(self, expert_id: str):
+    def expert_backbone(self, expert_id: str) -> tuple:
+        """(model, tokenizer, canonical id) of an expert backbone, loaded on first use. The model is a
+        PeftModel once a domain's adapter is attached to it; with a shared backbone it wraps ``base``."""
         key = canonical_model_id(expert_id)
         if key not in self.experts:
-            if self.expert_loader is None:
-                raise IncompatibleModuleError(f"No expert backbone {expert_id!r} is loaded and no loader was given.")
-            self.experts[key] = list(self.expert_loader(expert_id))
-        return key, self.experts[key]
+            if self.share_backbone and key == self.base_id:
+                self.experts[key] = [self.base, self.tokenizer]
+            elif self.expert_loader is None:
+                raise IncompatibleModuleError(f"No expert backbone {expert_id!r} is loaded and no loader was given; "
+                                              "pass expert_loader= or add_expert() first.")
+            else:
+                self.experts[key] = list(self.expert_loader(expert_id))
+        model, tokenizer = self.experts[key]
+        return model, tokenizer, key
 
+    def base_adapters_off(self):
+        """A context in which the base runs as the plain base: when it is also an expert backbone, the
+        PeftModel that wraps it has injected LoRA layers into its modules, and they are switched off here."""
+        for model, _ in self.experts.values():
+            if model is not self.base and getattr(model, "get_base_model", lambda: None)() is self.base:
+                return adapters_off(model)
+        return nullcontext()
+
+    @property
+    def device(self) -> torch.device:
+        return self.base.get_input_embeddings().weight.device
+
+    # -- domains ---------------------------------------------------------------------------------
     def add_domain(self, module: DomainModule, *, readout_cls=None, projector_cls=None) -> LoadedDomain:
         """Attach a verified module: its LoRA becomes a named adapter on the shared expert backbone."""
         from peft import PeftModel
@@ -96,22 +153,29 @@ class GagPipeline:
         projector = module.load_projector(projector_cls)
         hook = InjectionHook(self.tokenizer, **{k: v for k, v in module.manifest.prompt.items()
                                                if k in ("instruction", "template")})
-        key, slot = self._expert_for(module.manifest.expert["id"])
-        model, tok = slot
+        model, _, key = self.expert_backbone(module.manifest.expert["id"])
         module.check_expert(model)
         if isinstance(model, PeftModel):
             if module.name in model.peft_config:
                 model.delete_adapter(module.name)
             model.load_adapter(str(module.adapter_dir), adapter_name=module.name)
-        else:
+        else:  # wraps in place: the backbone's modules get LoRA layers (see base_adapters_off)
             model = PeftModel.from_pretrained(model, str(module.adapter_dir), adapter_name=module.name)
-            slot[0] = model
+            self.experts[key][0] = model
         model.eval()
         model.requires_grad_(False)
-        projector = projector.to(self.base.get_input_embeddings().weight.device)
+        projector = projector.to(self.device)
         loaded = LoadedDomain(module, readout, projector, hook, key)
         self.domains[module.name] = loaded
         return loaded
+
+    def remove_domain(self, name: str) -> None:
+        """Detach a loaded domain and delete its adapter from the expert backbone."""
+        d = self.domain(name)
+        model = self.experts[d.expert_id][0]
+        if name in getattr(model, "peft_config", {}):
+            model.delete_adapter(name)
+        del self.domains[name]
 
     def domain(self, name: str) -> LoadedDomain:
         try:
@@ -120,89 +184,129 @@ class GagPipeline:
             raise DomainNotFoundError(f"Domain {name!r} is not loaded; loaded: {sorted(self.domains) or 'none'}. "
                                       "Install it with `gag install-domain` or pick another with --domain.") from None
 
-    # -- the steps -------------------------------------------------------------------------------
-    @torch.no_grad()
-    def memory(self, name: str, questions: list[str]) -> torch.Tensor:
-        """Expert readout + projection for a batch of questions -> [B, K, h_base]."""
+    def domain_expert(self, name: str) -> tuple:
+        """(model, tokenizer) of a domain's expert with that domain's adapter active (frozen)."""
         d = self.domain(name)
         model, tok = self.experts[d.expert_id]
         model.set_adapter(name)
         model.requires_grad_(False)  # peft's set_adapter marks the active adapter trainable; the expert stays frozen
-        raw = d.readout.read(model, tok, questions)
-        return d.projector(raw)
+        return model, tok
 
-    def build_prompts(self, questions: list[str], route: str, histories=None) -> list[BuiltPrompt]:
+    # -- the steps -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def memory(self, name: str, questions: list[str]) -> torch.Tensor:
+        """Expert readout + projection for a batch of questions -> [B, K, h_base]."""
+        model, tok = self.domain_expert(name)
+        d = self.domain(name)
+        return d.projector(d.readout.read(model, tok, questions))
+
+    def build_prompts(self, questions: list[str], routes: str | Sequence[str], histories=None) -> list[BuiltPrompt]:
+        """Each question's base prompt: K slot positions on a domain route, none on the general route."""
+        routes = _per_row(routes, len(questions))
         histories = histories or [None] * len(questions)
-        if route == GENERAL:
-            return [self.general_hook.build_plain(q, h) for q, h in zip(questions, histories)]
-        d = self.domain(route)
-        return [d.hook.build(q, d.module.manifest.projector.slots, h) for q, h in zip(questions, histories)]
+        prompts = []
+        for q, route, h in zip(questions, routes, histories):
+            if route == GENERAL:
+                prompts.append(self.general_hook.build_plain(q, h))
+            else:
+                d = self.domain(route)
+                prompts.append(d.hook.build(q, d.module.manifest.projector.slots, h))
+        return prompts
 
-    def _inputs(self, questions, route, histories):
-        hook = self.general_hook if route == GENERAL else self.domain(route).hook
-        prompts = self.build_prompts(questions, route, histories)
-        batch = hook.collate(prompts)
-        device = self.base.get_input_embeddings().weight.device
-        ids, attn = batch.input_ids.to(device), batch.attention_mask.to(device)
-        if route == GENERAL:
+    @torch.no_grad()
+    def inputs(self, questions: list[str], routes: str | Sequence[str], histories=None
+               ) -> tuple[dict, list[BuiltPrompt]]:
+        """The base model's inputs for a batch, one route per row: left-padded ids when every row is general,
+        else ``inputs_embeds`` with each domain's projected memory (one readout per domain) in its rows' slots."""
+        routes = _per_row(routes, len(questions))
+        prompts = self.build_prompts(questions, routes, histories)
+        batch = self.general_hook.collate(prompts)
+        ids, attn = batch.input_ids.to(self.device), batch.attention_mask.to(self.device)
+        if all(r == GENERAL for r in routes):
             return {"input_ids": ids, "attention_mask": attn}, prompts
         embeds = self.base.get_input_embeddings()(ids)
-        embeds = merge_memory(embeds, batch.slot_mask.to(device), self.memory(route, questions))
+        slot_mask = batch.slot_mask.to(self.device)
+        for route in dict.fromkeys(r for r in routes if r != GENERAL):
+            rows = [i for i, r in enumerate(routes) if r == route]
+            memory = self.memory(route, [questions[i] for i in rows])
+            embeds[rows] = merge_memory(embeds[rows], slot_mask[rows], memory)
         return {"inputs_embeds": embeds, "attention_mask": attn}, prompts
 
-    def _gen_kwargs(self, max_new_tokens):
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        return {"max_new_tokens": max_new_tokens or self.max_new_tokens, "do_sample": False,
-                "pad_token_id": pad, "eos_token_id": self.tokenizer.eos_token_id}
+    def prompt_inputs(self, prompts: list[BuiltPrompt]) -> dict:
+        """Left-padded base inputs of built prompts without memory slots (e.g. knowledge pasted as text)."""
+        batch = self.general_hook.collate(prompts)
+        return {"input_ids": batch.input_ids.to(self.device), "attention_mask": batch.attention_mask.to(self.device)}
+
+    def generate(self, inputs: dict, options: GenerationOptions | None = None, *, cancel=None,
+                 on_text=None) -> list[Generated]:
+        """The base model's completions of prepared inputs (adapters of a shared backbone off)."""
+        with self.base_adapters_off():
+            return generation.generate(self.base, self.tokenizer, inputs, self.options(options), cancel=cancel,
+                                       on_text=on_text)
+
+    def options(self, options: GenerationOptions | int | None = None) -> GenerationOptions:
+        """Options as given; an int is a max_new_tokens (older call form); None (or 0) the pipeline's budget."""
+        if isinstance(options, GenerationOptions):
+            return options
+        return GenerationOptions(max_new_tokens=options or self.max_new_tokens)
 
     # -- answering -------------------------------------------------------------------------------
     @torch.no_grad()
-    def answer_batch(self, questions: list[str], route: str, histories=None,
-                     max_new_tokens: int | None = None) -> list[Answer]:
-        """Greedy answers for questions that share one route (left-padded batch)."""
+    def answer_batch(self, questions: list[str], routes: str | Sequence[str], histories=None,
+                     options: GenerationOptions | int | None = None, *, cancel=None,
+                     on_text: Callable[[int, str], None] | None = None) -> list[Answer]:
+        """Answer a batch in one ``generate`` call; ``routes`` is one route for all or one per question.
+        ``cancel`` holds one event (or None) per question; ``on_text(row, piece)`` streams text as it comes."""
+        if not questions:
+            return []
         start = time.perf_counter()
-        inputs, prompts = self._inputs(questions, route, histories)
-        out = self.base.generate(**inputs, **self._gen_kwargs(max_new_tokens))
-        if "input_ids" in inputs:
-            out = out[:, inputs["input_ids"].shape[1]:]
-        texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
-        elapsed = (time.perf_counter() - start) / max(len(questions), 1)
-        return [Answer(q, t.strip(), route, len(p.input_ids), elapsed) for q, t, p in zip(questions, texts, prompts)]
+        routes = _per_row(routes, len(questions))
+        inputs, prompts = self.inputs(questions, routes, histories)
+        generated = self.generate(inputs, options, cancel=cancel, on_text=on_text)
+        elapsed = (time.perf_counter() - start) / len(questions)
+        return [Answer(q, g.text.strip(), r, len(p.input_ids), elapsed, completion_tokens=g.completion_tokens,
+                       finish_reason=g.finish_reason, slots=p.num_slots)
+                for q, r, p, g in zip(questions, routes, prompts, generated)]
 
-    def answer(self, question: str, route: str, history=None, max_new_tokens: int | None = None) -> Answer:
-        return self.answer_batch([question], route, [history], max_new_tokens)[0]
+    def answer(self, question: str, route: str, history=None, options: GenerationOptions | int | None = None, *,
+               max_new_tokens: int | None = None) -> Answer:
+        options = options if options is not None else max_new_tokens
+        return self.answer_batch([question], route, [history], options)[0]
 
-    def stream(self, question: str, route: str, history=None, max_new_tokens: int | None = None,
-               stop: threading.Event | None = None) -> Iterator[str]:
-        """Yield the answer text as it is generated. Setting ``stop`` ends generation early."""
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
-
-        halt = threading.Event()  # set when the consumer leaves early (break, Ctrl-C)
-
-        class _Stop(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):
-                return halt.is_set() or bool(stop is not None and stop.is_set())
-
-        inputs, _ = self._inputs([question], route, [history])
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt="input_ids" in inputs, skip_special_tokens=True)
-        kwargs = {**inputs, **self._gen_kwargs(max_new_tokens), "streamer": streamer,
-                  "stopping_criteria": StoppingCriteriaList([_Stop()])}
+    def stream(self, question: str, route: str, history=None, options: GenerationOptions | int | None = None,
+               stop: threading.Event | None = None, *, max_new_tokens: int | None = None) -> Iterator[str]:
+        """Yield the answer text as it is generated. Setting ``stop`` ends generation early; so does leaving
+        the loop (break, Ctrl-C, ``close()``): the generation thread never outlives the iterator."""
+        options = options if options is not None else max_new_tokens
+        pieces: queue.Queue = queue.Queue()
+        halt = threading.Event()  # set when the consumer leaves early
         errors: list[BaseException] = []
 
         def run():
             try:
-                with torch.no_grad():
-                    self.base.generate(**kwargs)
+                self.answer_batch([question], route, [history], options, cancel=[_AnyEvent(halt, stop)],
+                                  on_text=lambda _, piece: pieces.put(piece))
             except BaseException as exc:  # surfaced in the caller's thread
                 errors.append(exc)
-                streamer.end()
+            finally:
+                pieces.put(None)
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
         try:
-            yield from streamer
+            while (piece := pieces.get()) is not None:
+                yield piece
         finally:  # never leave a generation running behind the caller's back
             halt.set()
             thread.join()
         if errors:
             raise errors[0]
+
+
+def _per_row(routes: str | Sequence[str], n: int) -> list[str]:
+    if isinstance(routes, str):
+        return [routes] * n
+    routes = list(routes)
+    if len(routes) != n:
+        raise ConfigError(f"Got {len(routes)} routes for {n} questions; give one route, or one per question.")
+    return routes

@@ -23,18 +23,26 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError
+from .generation import GenerationOptions, generate, left_pad, pad_id
 from .models import chat_template_kwargs
 
 DEFAULT_BACKGROUND_PROMPT = "Give the background knowledge needed to answer this question."
 KIND_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+# The one table of per-kind defaults (paper v1, paper v4, the prompt-only probe): each kind's own default config,
+# `gag train-domain --readout KIND` and the training profiles start from it (ReadoutConfig.for_kind).
+KIND_DEFAULTS: dict[str, dict] = {
+    "final_token": {"layers": [-4], "slots": 1},
+    "multi_slot": {"layers": [-1, -2, -4, -6], "slots": 4, "pooling": "norm_softmax"},
+    "prefill": {"layers": [-1], "slots": 1, "pooling": "last"},
+}
 
 
 @dataclass
 class ReadoutConfig:
     kind: str = field(default="multi_slot", metadata={"help": "final_token | multi_slot | prefill"})
-    layers: list[int] = field(default_factory=lambda: [-1, -2, -4, -6],
+    layers: list[int] = field(default_factory=lambda: list(KIND_DEFAULTS["multi_slot"]["layers"]),
                               metadata={"help": "hidden-state layers read (negative = from the top)"})
-    slots: int = field(default=4, metadata={"help": "K memory vectors per question"})
+    slots: int = field(default=KIND_DEFAULTS["multi_slot"]["slots"], metadata={"help": "K memory vectors per question"})
     pooling: str = field(default="norm_softmax", metadata={"help": "norm_softmax | mean | last"})
     background_prompt: str = field(default=DEFAULT_BACKGROUND_PROMPT,
                                    metadata={"help": "system prompt asking the expert for background"})
@@ -65,6 +73,11 @@ class ReadoutConfig:
         if self.max_new_tokens < 1:
             raise ConfigError(f"readout.max_new_tokens must be >= 1; got {self.max_new_tokens}.")
         self.layers = [int(x) for x in self.layers]
+
+    @classmethod
+    def for_kind(cls, kind: str, **settings) -> "ReadoutConfig":
+        """``kind`` with its ``KIND_DEFAULTS`` (a plugin's kind: the field defaults), then ``settings`` on top."""
+        return cls(kind=kind, **{**KIND_DEFAULTS.get(kind, {}), **settings})  # __post_init__ copies the layers
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,16 +137,6 @@ def expert_prompt_ids(tokenizer, question: str, system_prompt: str | None) -> li
     return tokenizer(f"{system_prompt or ''}\nQuestion: {question}\nAnswer:", add_special_tokens=False)["input_ids"]
 
 
-def _left_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
-        attn[i, width - len(s):] = 1
-    return ids.to(device), attn.to(device)
-
-
 def _model_device(model) -> torch.device:
     return model.get_input_embeddings().weight.device
 
@@ -151,49 +154,43 @@ def _forward_states(expert, ids, attn, layers: list[int]) -> torch.Tensor:
 
 @torch.no_grad()
 def generate_background(expert, tokenizer, questions: list[str], config: ReadoutConfig):
-    """Greedy background generation; returns (ids [B,T], attention [B,T], generated-token mask [B,T])."""
+    """Greedy background generation; returns (ids [B,T], attention [B,T], generated-token mask [B,T]).
+
+    The prompt is left-padded, the generated tokens follow it (right-padded); a row's generated tokens include
+    the end-of-sequence token it stopped on."""
     device = _model_device(expert)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    prompts = [expert_prompt_ids(tokenizer, q, config.background_prompt) for q in questions]
-    ids, attn = _left_pad(prompts, pad, device)
-    out = expert.generate(input_ids=ids, attention_mask=attn, max_new_tokens=config.max_new_tokens,
-                          do_sample=False, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
-    new = out[:, ids.shape[1]:]
-    # a generated token is valid up to and including the first EOS
-    eos = tokenizer.eos_token_id
-    is_eos = new == eos if eos is not None else torch.zeros_like(new, dtype=torch.bool)
-    after_eos = (is_eos.cumsum(1) - is_eos.long()) > 0
-    gen_mask = ~after_eos
+    pad = pad_id(tokenizer)
+    ids, attn = left_pad([expert_prompt_ids(tokenizer, q, config.background_prompt) for q in questions], pad, device)
+    done = generate(expert, tokenizer, {"input_ids": ids, "attention_mask": attn},
+                    GenerationOptions(max_new_tokens=config.max_new_tokens))
+    new, gen_mask = _right_pad([g.token_ids + ([tokenizer.eos_token_id] if g.finish_reason == "stop" else [])
+                                for g in done], pad, device)
     full_attn = torch.cat([attn, gen_mask.long()], dim=1)
     full_gen = torch.cat([torch.zeros_like(attn, dtype=torch.bool), gen_mask], dim=1)
-    return out, full_attn, full_gen
+    return torch.cat([ids, new], dim=1), full_attn, full_gen
+
+
+def _right_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token lists right-padded: (ids [B, T], mask [B, T] bool) -- the left padding of the reversed lists, flipped."""
+    ids, attn = left_pad([s[::-1] for s in seqs], pad_id, device)
+    return ids.flip(1), attn.flip(1).bool()
 
 
 def background_only(ids: torch.Tensor, gen: torch.Tensor, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The generated tokens of each row, without the prompt, right-padded: (ids [B, T'], mask [B, T'] bool)."""
-    lengths = gen.sum(1)
-    width = max(int(lengths.max()), 1)
-    out = torch.full((ids.shape[0], width), pad_id, dtype=ids.dtype, device=ids.device)
-    mask = torch.zeros((ids.shape[0], width), dtype=torch.bool, device=ids.device)
-    for b in range(ids.shape[0]):
-        n = int(lengths[b])
-        out[b, :n] = ids[b][gen[b]]
-        mask[b, :n] = True
-    return out, mask
+    return _right_pad([ids[b][gen[b]].tolist() for b in range(ids.shape[0])], pad_id, ids.device)
 
 
 class _GeneratingReadout:
     kind: ClassVar[str] = ""
 
     def __init__(self, config: ReadoutConfig | None = None):
-        self.config = config or (ReadoutConfig(kind="final_token", layers=[-4], slots=1) if self.kind == "final_token"
-                                 else ReadoutConfig(kind=self.kind))
+        self.config = config or ReadoutConfig.for_kind(self.kind)
 
     def read(self, expert, tokenizer, questions: list[str]) -> torch.Tensor:
         ids, attn, gen = generate_background(expert, tokenizer, questions, self.config)
         if self.config.reencode:
-            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-            ids, gen = background_only(ids, gen, pad)
+            ids, gen = background_only(ids, gen, pad_id(tokenizer))
             attn = gen.long()
         states = _forward_states(expert, ids, attn, self.config.layers)  # [L, B, T, H]
         return _finish(self._pool(states, attn.bool(), gen), self.config)
@@ -230,14 +227,13 @@ class PrefillReadout:
     kind: ClassVar[str] = "prefill"
 
     def __init__(self, config: ReadoutConfig | None = None):
-        self.config = config or ReadoutConfig(kind="prefill", layers=[-1], slots=1, pooling="last")
+        self.config = config or ReadoutConfig.for_kind("prefill")
 
     @torch.no_grad()
     def read(self, expert, tokenizer, questions: list[str]) -> torch.Tensor:
         device = _model_device(expert)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         prompts = [expert_prompt_ids(tokenizer, q, self.config.background_prompt) for q in questions]
-        ids, attn = _left_pad(prompts, pad, device)
+        ids, attn = left_pad(prompts, pad_id(tokenizer), device)
         states = _forward_states(expert, ids, attn, self.config.layers)  # [L, B, T, H]
         mask = attn.bool()
         n_layers, batch = states.shape[:2]

@@ -10,34 +10,25 @@ domain can take over the queries it wins and no others (with ``margin=0``; see :
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError, DataError
-from .pipeline import GENERAL
+from .generation import pad_id
+from .jsonl import iter_objects
+from .models import adapters_off
+from .paths import cache_dir
+from .routes import GENERAL, RouteDecision
 
 DEFAULT_PROTOTYPES = 32  # per domain (the paper's ~32)
 GENERAL_PROTOTYPES = 64  # the general route covers far more ground than one domain (docs/routing.md)
 SENTENCE_ENCODER_NAME = "sentence-transformers:all-MiniLM-L6-v2"
-
-
-@dataclass
-class RouteDecision:
-    route: str  # the chosen route ("general" or a domain name)
-    score: float  # the chosen route's score (max cosine to its prototypes)
-    scores: dict[str, float] = field(default_factory=dict)  # every route's score, router order
-    fallback: bool = False  # True when a domain won by less than the margin and general was chosen instead
-
-    def to_dict(self) -> dict:
-        return {"route": self.route, "route_score": round(self.score, 4),
-                "scores": {k: round(v, 4) for k, v in self.scores.items()}}
 
 
 # --- encoders ----------------------------------------------------------------------------------------
@@ -61,35 +52,38 @@ class ExpertMeanEncoder:
     default_margin = 0.0  # its cosines crowd near 1 (anisotropy); a margin that suits MiniLM would swamp them
     general_prototypes = 512  # every general question is its own prototype: centroids blur (docs/routing.md)
 
-    def __init__(self, model, tokenizer, expert_id: str = "expert", batch_size: int = 32):
-        self.model = model
+    def __init__(self, model, tokenizer, expert_id: str = "expert", batch_size: int = 32, *,
+                 current_model: Callable[[], Any] | None = None):
+        """``current_model``, when given, returns the backbone as it is now: a domain added later may wrap it
+        as a PeftModel, whose adapters must then be switched off while encoding. ``model`` is its first value."""
+        self._model = model
+        self._current_model = current_model
         self.tokenizer = tokenizer
         self.name = f"expert-mean:{expert_id}"
         self.dim = int(model.get_input_embeddings().weight.shape[1])
         self.batch_size = batch_size
 
-    def _adapters_off(self):
-        from contextlib import nullcontext
+    @property
+    def model(self):
+        return self._current_model() if self._current_model is not None else self._model
 
-        disable = getattr(self.model, "disable_adapter", None)  # PeftModel: run the plain backbone
-        return disable() if callable(disable) and hasattr(self.model, "peft_config") else nullcontext()
-
-    def _last_hidden(self, ids, mask) -> torch.Tensor:
+    @staticmethod
+    def _last_hidden(model, ids, mask) -> torch.Tensor:
         """The final (normed) hidden states; the decoder body alone when it can be reached (no LM head)."""
-        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
         get_decoder = getattr(base, "get_decoder", None)
         body = get_decoder() if callable(get_decoder) else None
         if body is not None and body is not base:
             return body(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-        return self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True,
-                          use_cache=False).hidden_states[-1]
+        return model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False).hidden_states[-1]
 
     @torch.no_grad()
     def encode(self, texts: list[str]) -> torch.Tensor:
-        device = self.model.get_input_embeddings().weight.device
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        model = self.model
+        device = model.get_input_embeddings().weight.device
+        pad = pad_id(self.tokenizer)
         out = []
-        with self._adapters_off():
+        with adapters_off(model):
             for start in range(0, len(texts), self.batch_size):
                 seqs = [self.tokenizer(t, add_special_tokens=False)["input_ids"] or [pad]
                         for t in texts[start:start + self.batch_size]]
@@ -100,7 +94,7 @@ class ExpertMeanEncoder:
                     ids[i, :len(s)] = torch.tensor(s)
                     mask[i, :len(s)] = 1
                 ids, mask = ids.to(device), mask.to(device)
-                states = self._last_hidden(ids, mask).float()
+                states = self._last_hidden(model, ids, mask).float()
                 m = mask.unsqueeze(-1).to(states.dtype)
                 out.append(((states * m).sum(1) / m.sum(1)).cpu())
         if not out:
@@ -114,7 +108,7 @@ class SentenceEncoder:
     default_margin = 0.05  # measured on the demo data, docs/routing.md
 
     def __init__(self, path: str | Path | None = None, batch_size: int = 64):
-        from .evaluation.retrieval import embedded_sentence_encoder_path, load_sentence_encoder
+        from .models import embedded_sentence_encoder_path, load_sentence_encoder
 
         self.model = load_sentence_encoder(path if path is not None else embedded_sentence_encoder_path())
         self.name = SENTENCE_ENCODER_NAME if path is None else f"sentence-transformers:{Path(str(path)).name}"
@@ -160,12 +154,10 @@ def build_prototypes(embeddings: torch.Tensor, k: int = DEFAULT_PROTOTYPES, seed
 def read_questions_file(path: Path) -> list[str]:
     """The ``question`` field of every line of a JSONL file."""
     out = []
-    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                out.append(json.loads(line)["question"])
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise DataError(f"{path}:{i}: expected a JSON object with a 'question' field.") from None
+    for lineno, row in iter_objects(path):
+        if not isinstance(row.get("question"), str):
+            raise DataError(f"{path}:{lineno}: expected a JSON object with a string 'question' field.")
+        out.append(row["question"])
     return out
 
 
@@ -274,7 +266,11 @@ class PrototypeRouter:
             if (self.margin > 0 and route != GENERAL and GENERAL in self.prototypes and len(order) > 1
                     and row[win] - row[order[1]] < self.margin):
                 route, fallback = GENERAL, True
-            decisions.append(RouteDecision(route, row[names.index(route)], dict(zip(names, row)), fallback))
+            chosen = names.index(route)
+            other = next((i for i in order if i != chosen), None)  # the runner-up: best of the rest
+            decisions.append(RouteDecision(route, row[chosen], dict(zip(names, row)), fallback,
+                                           None if other is None else names[other],
+                                           None if other is None else row[other]))
         return decisions
 
     def route_batch(self, questions: list[str]) -> list[RouteDecision]:
@@ -284,3 +280,31 @@ class PrototypeRouter:
 
     def route(self, question: str) -> RouteDecision:
         return self.route_batch([question])[0]
+
+
+# --- building a router ---------------------------------------------------------------------------------
+
+def prototype_cache() -> Path:
+    """Where prototypes built from question files are cached (safetensors, keyed by encoder and file)."""
+    return cache_dir() / "router"
+
+
+def make_encoder(encoders: Mapping[str, Callable[..., Encoder]], name: str,
+                 expert_backbone: Callable[[], tuple] | None = None) -> Encoder:
+    """Build encoder ``name`` from a registry {name: factory(**context)}. The context holds ``expert_backbone``,
+    a callable returning (model, tokenizer, expert id) of the expert backbone as it is now (loaded on demand)."""
+    if name not in encoders:
+        raise ConfigError(f"Unknown router encoder {name!r}; registered: {sorted(encoders)}. "
+                          "Pass --router-encoder with one of them, or install the plugin that provides it.")
+    return encoders[name](expert_backbone=expert_backbone)
+
+
+def build_router(modules: list, encoder: Encoder, margin: float | None, general_questions: Path) -> PrototypeRouter:
+    """General (prototypes of ``general_questions``, cached) + one route per domain module, in order.
+    ``margin=None`` takes the encoder's measured default."""
+    router = PrototypeRouter(encoder, getattr(encoder, "default_margin", 0.0) if margin is None else margin)
+    k = getattr(encoder, "general_prototypes", GENERAL_PROTOTYPES)
+    router.add_route(GENERAL, cached_prototypes(encoder, general_questions, prototype_cache(), k=k))
+    for module in modules:
+        router.add_route(module.name, module_prototypes(module, encoder, prototype_cache()))
+    return router

@@ -1,9 +1,10 @@
-"""Installed domains under ``GAG_HOME/domains``: atomic install from a folder, uninstall, install records.
+"""Installed domains under ``GAG_HOME/domains``: the store's lock, staging folders, commit, repair, records.
 
-An install verifies the source, copies it into a hidden ``.staging-*`` folder, verifies the copy, then
-swaps it into place with renames. Before the first rename the staging folder gets an ``intent.json``
-naming the target, and the new install record waits in the staging folder too, so whatever point a
-killed install stopped at, the next gag command (``repair``) can tell what happened:
+An install (``gag_core.install``) verifies the source, copies it into a hidden ``.staging-*`` folder
+(``staging_area``), verifies the copy, then ``commit`` swaps it into place with renames. Before the first
+rename the staging folder gets an ``intent.json`` naming the target, and the new install record waits in the
+staging folder too, so whatever point a killed install stopped at, the next gag command (``repair``) can
+tell what happened:
 
 - the staged module is still in staging: nothing landed; a replaced installation moved to ``old`` is put back;
 - the staged module is gone: it landed; the waiting record is moved into place.
@@ -23,9 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DomainNotFoundError, ModuleFormatError
-from .module import MANIFEST, Manifest, check_name, read_manifest, verify_module
+from .module import Manifest, check_name, read_manifest
 from .paths import domains_dir
-from .safety import SizeLimits, scan_folder
 
 RECORDS = ".records"  # install records (source, origin, distribution, time), outside the module folders
 LOCK = ".lock"
@@ -145,7 +145,6 @@ def _repair_if_needed() -> None:
                 repair()
 
 
-
 # --- listing ------------------------------------------------------------------------------------
 
 def list_installed() -> dict[str, InstalledDomain]:
@@ -168,53 +167,40 @@ def list_installed() -> dict[str, InstalledDomain]:
     return out
 
 
-# --- install / uninstall ------------------------------------------------------------------------
+# --- staging and commit ------------------------------------------------------------------------
 
-def install_folder(src: Path, *, name: str | None = None, force: bool = False, source: str = "folder",
-                   origin: str | None = None, limits: SizeLimits | None = None,
-                   record: dict | None = None) -> InstalledDomain:
-    """Verify and install a module folder atomically. Nothing under GAG_HOME changes unless every check passes."""
-    limits = limits or SizeLimits()
-    src = Path(src)
-    manifest = verify_module(src, limits)  # refuse before touching GAG_HOME
-    target_name = check_name(name or manifest.name)
-    root = domains_dir()
-    if (root / target_name).exists() and not force:
-        raise ModuleFormatError(f"Domain {target_name!r} is already installed; pass --force to replace it "
+def refuse_installed(name: str, force: bool) -> None:
+    """Refuse to install over an installed domain unless ``force`` is given."""
+    if (domains_dir() / check_name(name)).exists() and not force:
+        raise ModuleFormatError(f"Domain {name!r} is already installed; pass --force to replace it "
                                 f"or --name to install it under another name.")
+
+
+@contextlib.contextmanager
+def _locked_staging():
+    """Hold the lock, finish what killed commands left, and yield a fresh staging folder (always removed)."""
     with store_lock():
         repair()
-        target = root / target_name
-        if target.exists() and not force:  # someone else installed it meanwhile
-            raise ModuleFormatError(f"Domain {target_name!r} is already installed; pass --force to replace it.")
-        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=domains_dir()))
         try:
-            staged = _stage_copy(src, staging / "module", target_name, manifest.name, limits)
-            manifest = verify_module(staged, limits)  # verify the copy that will actually be used
-            rec = {**(record or {}), "source": source, "origin": origin or str(src.resolve()),
-                   "version": manifest.version, "installed_at": time.time()}
-            _swap_into_place(staging, target, rec)
+            yield staging
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    return InstalledDomain(target_name, target, source, rec["origin"], manifest, record=rec)
 
 
-def _stage_copy(src: Path, staged: Path, target_name: str, manifest_name: str, limits: SizeLimits) -> Path:
-    for rel, path in scan_folder(src, limits).items():
-        dst = staged / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, dst)
-    if target_name != manifest_name:
-        data = json.loads((staged / MANIFEST).read_text(encoding="utf-8"))
-        data["name"] = target_name
-        (staged / MANIFEST).write_text(json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n",
-                                       encoding="utf-8")
-    return staged
+@contextlib.contextmanager
+def staging_area(name: str, force: bool):
+    """A staging folder for installing ``name``, with the store locked: stage the module in ``STAGING/module``,
+    then ``commit``. The target is checked again under the lock (someone may have installed it meanwhile)."""
+    with _locked_staging() as staging:
+        refuse_installed(name, force)
+        yield staging
 
 
-def _swap_into_place(staging: Path, target: Path, record: dict) -> None:
-    """Rename ``staging/module`` to ``target`` (moving a previous installation aside) and write the record.
-    On an exception everything is rolled back; on a kill, ``repair`` finishes or undoes it."""
+def commit(staging: Path, name: str, record: dict) -> Path:
+    """Rename ``staging/module`` to the domain's folder (moving a previous installation aside) and write the record.
+    On an exception everything is rolled back; on a kill, ``repair`` finishes or undoes it. Returns the folder."""
+    target = domains_dir() / check_name(name)
     (staging / "record.json").write_text(json.dumps(record, sort_keys=True, indent=1), encoding="utf-8")
     (staging / INTENT).write_text(json.dumps({"target": target.name}), encoding="utf-8")
     old = staging / "old"
@@ -236,7 +222,10 @@ def _swap_into_place(staging: Path, target: Path, record: dict) -> None:
         (staging / INTENT).unlink(missing_ok=True)  # settled: rolled back
         raise
     (staging / INTENT).unlink(missing_ok=True)  # settled: installed
+    return target
 
+
+# --- uninstall ----------------------------------------------------------------------------------
 
 def uninstall(name: str) -> InstalledDomain:
     """Remove a domain installed under GAG_HOME (a killed uninstall completes on the next command)."""
@@ -244,13 +233,8 @@ def uninstall(name: str) -> InstalledDomain:
     if name not in installed:
         raise DomainNotFoundError(f"No installed domain named {name!r}; installed: {sorted(installed) or 'none'}.")
     dom = installed[name]
-    with store_lock():
-        repair()
-        trash = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=domains_dir()))
-        try:
-            if dom.path.exists():
-                os.replace(dom.path, trash / "old")
-            remove_record(name)
-        finally:
-            shutil.rmtree(trash, ignore_errors=True)
+    with _locked_staging() as trash:
+        if dom.path.exists():
+            os.replace(dom.path, trash / "old")
+        remove_record(name)
     return dom

@@ -1,26 +1,26 @@
-"""The Python API: ``GAG.from_installed()`` loads the base model and every installed domain.
+"""The Python API: discovery and wiring. ``GAG.from_installed()`` loads the base model and every installed
+domain into a :class:`gag_core.service.RoutedService` wired to the installed plugins.
 
     from gag_plugins.api import GAG
     gag = GAG.from_installed()                      # embedded profile, all installed domains
     print(gag.answer("What colour is Fenbelite?").answer)              # routed automatically
-    print(gag.answer("What colour is Fenbelite?", domain="minerals").answer)
+    print(gag.answer("What colour is Fenbelite?", route="minerals").answer)
     print(gag.route("What colour is Fenbelite?"))   # RouteDecision(route='minerals', score=..., scores={...})
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from gag_core.errors import ConfigError, GagError, IncompatibleModuleError
+from gag_core.errors import DomainNotFoundError, GagError
 from gag_core.models import canonical_model_id, get_profile, load_causal_lm, load_tokenizer
 from gag_core.module import DomainModule
-from gag_core.paths import cache_dir
-from gag_core.pipeline import GENERAL, Answer, GagPipeline
-from gag_core.router import (GENERAL_PROTOTYPES, ExpertMeanEncoder, PrototypeRouter, RouteDecision,
-                             cached_prototypes, module_prototypes)
+from gag_core.pipeline import GagPipeline
+from gag_core.router import PrototypeRouter, build_router, make_encoder
+from gag_core.service import RoutedService, RoutedStream
 
 from .discovery import all_domains
 from .manager import collect
@@ -36,36 +36,12 @@ def router_encoder_name(name: str | None = None) -> str:
     return name or os.environ.get("GAG_ROUTER_ENCODER") or DEFAULT_ROUTER_ENCODER
 
 
-def make_encoder(name: str | None = None, expert_backbone: Callable[[], tuple] | None = None):
-    """Build a registered router encoder (``register_encoders`` hook) by name."""
-    name = router_encoder_name(name)
-    encoders = collect("register_encoders")
-    if name not in encoders:
-        raise ConfigError(f"Unknown router encoder {name!r}; registered: {sorted(encoders)}. "
-                          "Pass --router-encoder with one of them, or install the plugin that provides it.")
-    return encoders[name](expert_backbone=expert_backbone)
-
-
-def build_router(modules: list[DomainModule], encoder, margin: float | None = None,
-                 general_questions: Path = GENERAL_QUESTIONS) -> PrototypeRouter:
-    """General + one route per module. ``margin=None`` takes the encoder's measured default."""
-    router = PrototypeRouter(encoder, getattr(encoder, "default_margin", 0.0) if margin is None else margin)
-    folder = cache_dir() / "router"
-    k = getattr(encoder, "general_prototypes", GENERAL_PROTOTYPES)
-    router.add_route(GENERAL, cached_prototypes(encoder, general_questions, folder, k=k))
-    for module in modules:
-        router.add_route(module.name, module_prototypes(module, encoder, folder))
-    return router
-
-
 def open_installed(domains: list[str] | None = None, *, strict: bool = False
                    ) -> tuple[list[DomainModule], dict[str, str]]:
     """Open and verify the named (default: all) installed domains.
 
     Returns (modules, unavailable) where ``unavailable`` maps a domain that is missing or failed verification
     to why; with ``strict`` the first problem is raised instead."""
-    from gag_core.errors import DomainNotFoundError
-
     available = all_domains()
     modules, unavailable = [], {}
     for name in list(available) if domains is None else domains:
@@ -88,50 +64,51 @@ def load_router(domains: list[str] | None = None, *, profile: str = "embedded", 
     modules, unavailable = open_installed(domains)
     prof = get_profile(profile)
 
+    @functools.cache  # loaded once, only if the encoder asks for it
     def backbone():
         eid = expert or (modules[0].manifest.expert["id"] if modules else prof.expert)
         model = load_causal_lm(eid, dtype=prof.dtype, device_map=prof.device_map)
         return model, load_tokenizer(eid), canonical_model_id(eid)
 
-    return build_router(modules, make_encoder(router_encoder, backbone), margin), unavailable
+    encoder = make_encoder(collect("register_encoders"), router_encoder_name(router_encoder), backbone)
+    return build_router(modules, encoder, margin, GENERAL_QUESTIONS), unavailable
 
 
-class GAG:
-    """A frozen base model plus installed domains, with routing between them."""
+class GAG(RoutedService):
+    """A :class:`RoutedService` wired to the installed plugins: their readouts, projectors and router encoders."""
 
     def __init__(self, pipeline: GagPipeline, profile: str = "embedded", *, router_encoder: str | None = None,
                  margin: float | None = None, expert_override: str | None = None):
-        self.pipeline = pipeline
+        super().__init__(pipeline, readouts=collect("register_readouts"), projectors=collect("register_projectors"),
+                         encoders=collect("register_encoders"), router_encoder=router_encoder_name(router_encoder),
+                         margin=margin, general_questions=GENERAL_QUESTIONS, expert_override=expert_override)
         self.profile = profile
-        self.unavailable: dict[str, str] = {}  # domain -> why it could not be loaded
-        self.router_encoder = router_encoder_name(router_encoder)
-        self.margin = margin
-        self.expert_override = expert_override  # --expert: the backbone every domain runs on, whatever it names
-        self.last_decision: RouteDecision | None = None  # set by answer/stream when they route
-        self._router: PrototypeRouter | None = None
 
     @classmethod
     def load_base(cls, profile: str = "embedded", base: str | None = None, expert: str | None = None,
                   max_new_tokens: int = 64, trust_remote_code: bool = False, *, router_encoder: str | None = None,
-                  margin: float | None = None) -> "GAG":
+                  margin: float | None = None) -> GAG:
+        """The base model alone (no domain yet); ``expert`` overrides every domain's expert backbone."""
         prof = get_profile(profile)
         base_id = base or prof.base
-        expert_override = expert
 
         def load_expert(expert_id: str):
-            eid = expert_override or expert_id
+            eid = expert or expert_id
             return (load_causal_lm(eid, dtype=prof.dtype, device_map=prof.device_map, trust_remote_code=trust_remote_code),
                     load_tokenizer(eid, trust_remote_code))
 
         model = load_causal_lm(base_id, dtype=prof.dtype, device_map=prof.device_map, trust_remote_code=trust_remote_code)
         tok = load_tokenizer(base_id, trust_remote_code)
-        return cls(GagPipeline(model, tok, expert_loader=load_expert, max_new_tokens=max_new_tokens), profile,
-                   router_encoder=router_encoder, margin=margin, expert_override=expert)
+        # a backbone named like the base is the base itself (loaded once), unless --expert names another model
+        other_expert = expert is not None and canonical_model_id(expert) != canonical_model_id(base_id)
+        pipeline = GagPipeline(model, tok, expert_loader=load_expert, max_new_tokens=max_new_tokens, base_id=base_id,
+                               share_backbone=False if other_expert else None)
+        return cls(pipeline, profile, router_encoder=router_encoder, margin=margin, expert_override=expert)
 
     @classmethod
     def from_installed(cls, domains: list[str] | None = None, *, profile: str = "embedded", base: str | None = None,
                        expert: str | None = None, max_new_tokens: int = 64, strict: bool = False,
-                       router_encoder: str | None = None, margin: float | None = None) -> "GAG":
+                       router_encoder: str | None = None, margin: float | None = None) -> GAG:
         """Load the base and the named (default: all) installed domains. Incompatible domains are set aside
         (see ``unavailable``) unless ``strict``, in which case the first problem is raised. The router (over
         general + the loaded domains) is built on first use; ``router_encoder`` names a registered encoder
@@ -149,94 +126,10 @@ class GAG:
             log.warning("Domain %s is unavailable: %s", name, why)
         return gag
 
-    def add_domain(self, module: DomainModule) -> None:
-        readouts, projectors = collect("register_readouts"), collect("register_projectors")
-        m = module.manifest
-        if m.readout.kind not in readouts or m.projector.kind not in projectors:
-            raise IncompatibleModuleError(
-                f"Domain {m.name!r} needs readout {m.readout.kind!r} and projector {m.projector.kind!r}; registered: "
-                f"readouts {sorted(readouts)}, projectors {sorted(projectors)}. Install the plugin that provides them.")
-        loaded = self.pipeline.add_domain(module, readout_cls=readouts[m.readout.kind],
-                                          projector_cls=projectors[m.projector.kind])
-        if self._router is not None:  # plug and play: only this domain's prototypes are added
-            encoder = self._router.encoder
-            if isinstance(encoder, ExpertMeanEncoder) and loaded.expert_id in self.pipeline.experts:
-                model = self.pipeline.experts[loaded.expert_id][0]
-                if model.get_input_embeddings() is encoder.model.get_input_embeddings():
-                    encoder.model = model  # the backbone may have just been wrapped as a PeftModel
-            self._router.add_route(module.name, module_prototypes(module, encoder, cache_dir() / "router"))
+    # ``domain=`` is the name gag's first releases gave ``route=``; existing callers keep working
+    def answer(self, question: str, route: str | None = None, history=None, options=None, *, domain=None):
+        return super().answer(question, route or domain, history, options)
 
-    @property
-    def domains(self) -> list[str]:
-        return sorted(self.pipeline.domains)
-
-    # -- routing ---------------------------------------------------------------------------------
-    def _expert_backbone(self):
-        """(model, tokenizer, id) of the expert backbone for the expert-mean encoder (the first domain's)."""
-        loaded = list(self.pipeline.domains.values())
-        expert_id = loaded[0].expert_id if loaded else (self.expert_override or get_profile(self.profile).expert)
-        key, (model, tok) = self.pipeline._expert_for(expert_id)
-        return model, tok, canonical_model_id(self.expert_override) if self.expert_override else key
-
-    @property
-    def router(self) -> PrototypeRouter:
-        """The PPR router over general + the loaded domains (built on first use, general prototypes cached)."""
-        if self._router is None:
-            encoder = make_encoder(self.router_encoder, self._expert_backbone)
-            self._router = build_router([d.module for d in self.pipeline.domains.values()], encoder, self.margin)
-        return self._router
-
-    def route_batch(self, questions: list[str]) -> list[RouteDecision]:
-        if not self.pipeline.domains:  # nothing to choose from: no encoder, no expert to load
-            return [RouteDecision(GENERAL, 1.0, {GENERAL: 1.0}) for _ in questions]
-        return self.router.route_batch(list(questions))
-
-    def route(self, question: str) -> RouteDecision:
-        """Which route PPR picks for ``question``, with every route's score."""
-        return self.route_batch([question])[0]
-
-    def _check_route(self, route: str) -> str:
-        if route != GENERAL and route not in self.pipeline.domains and route in self.unavailable:
-            raise IncompatibleModuleError(f"Domain {route!r} cannot be used: {self.unavailable[route]}")
-        return route
-
-    # -- answering -------------------------------------------------------------------------------
-    def answer(self, question: str, domain: str | None = None, history=None, max_new_tokens: int | None = None) -> Answer:
-        """Answer with ``domain`` (a domain name or "general"); routing picks one when ``domain`` is None
-        (the answer's ``route_score`` is then set)."""
-        if domain is None:
-            self.last_decision = decision = self.route(question)
-            ans = self.pipeline.answer(question, decision.route, history, max_new_tokens)
-            ans.route_score = decision.score
-            return ans
-        return self.pipeline.answer(question, self._check_route(domain), history, max_new_tokens)
-
-    def answer_routed(self, questions: list[str], histories=None, max_new_tokens: int | None = None) -> list[Answer]:
-        """Route every question, then answer each route's group in one batch. Answers keep the input order."""
-        histories = list(histories) if histories is not None else [None] * len(questions)
-        decisions = self.route_batch(questions)
-        answers: list[Answer | None] = [None] * len(questions)
-        for route in dict.fromkeys(d.route for d in decisions):
-            idx = [i for i, d in enumerate(decisions) if d.route == route]
-            group = self.pipeline.answer_batch([questions[i] for i in idx], route, [histories[i] for i in idx],
-                                               max_new_tokens)
-            for i, ans in zip(idx, group):
-                ans.route_score = decisions[i].score
-                answers[i] = ans
-        return answers
-
-    def answer_batch(self, questions: list[str], domain: str | None = None, max_new_tokens: int | None = None) -> list[Answer]:
-        """Answer a batch with one ``domain``; ``domain=None`` routes each question (see ``answer_routed``)."""
-        if domain is None:
-            return self.answer_routed(questions, max_new_tokens=max_new_tokens)
-        return self.pipeline.answer_batch(questions, self._check_route(domain), None, max_new_tokens)
-
-    def stream(self, question: str, domain: str | None = None, history=None, **kwargs) -> Iterator[str]:
-        """Yield answer text as it is generated (``stop=threading.Event()`` ends it early). With
-        ``domain=None`` the question is routed first; the decision is in ``last_decision``."""
-        if domain is None:
-            self.last_decision = decision = self.route(question)
-            route = decision.route
-        else:
-            route = self._check_route(domain)
-        return self.pipeline.stream(question, route, history, **kwargs)
+    def stream(self, question: str, route: str | None = None, history=None, options=None, stop=None, *,
+               domain=None) -> RoutedStream:
+        return super().stream(question, route or domain, history, options, stop)

@@ -28,8 +28,8 @@ def register_encoders(register):
             from gag_core.errors import ConfigError
 
             raise ConfigError("The expert-mean router encoder needs the expert backbone; none was given.")
-        model, tokenizer, expert_id = expert_backbone()
-        return ExpertMeanEncoder(model, tokenizer, expert_id)
+        model, tokenizer, expert_id = expert_backbone()  # later calls follow the backbone if a domain wraps it
+        return ExpertMeanEncoder(model, tokenizer, expert_id, current_model=lambda: expert_backbone()[0])
 
     register("minilm", lambda **_: SentenceEncoder())
     register("expert-mean", expert_mean)

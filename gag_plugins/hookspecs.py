@@ -23,7 +23,7 @@ def register_encoders(register):
 
 @hookspec
 def register_domains(register):
-    """Register domain module folders shipped by a package: ``register(name, path, source="package")``."""
+    """Register domain module folders shipped by a package: ``register(name, path)``."""
 
 
 @hookspec

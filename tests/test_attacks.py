@@ -17,7 +17,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from gag_core import store
+from gag_core import install
 from gag_core.errors import IncompatibleModuleError
 from gag_core.module import ADAPTER_CONFIG, MANIFEST, DomainModule, verify_module
 from tests.test_distribution import FakeHub, fake_hub  # noqa: F401  (fixture)
@@ -30,7 +30,7 @@ NAME = "victim"
 def victim(make_module, gag_home, tmp_path):
     """A good domain installed under GAG_HOME, and a fresh copy of it to turn into an attack."""
     good = make_module(NAME)
-    store.install_folder(good)
+    install.install_folder(good)
     attack = tmp_path / "attack" / NAME
     shutil.copytree(good, attack)
     return attack

@@ -8,8 +8,8 @@ import threading
 import pytest
 from typer.testing import CliRunner
 
-from gag_core.pipeline import GENERAL
-from gag_core.router import RouteDecision
+from gag_core.routes import GENERAL, RouteDecision
+from gag_core.service import RoutedStream
 from tests.test_router import installed_two, words_plugin  # noqa: F401 - shared fixtures
 
 runner = CliRunner()
@@ -70,9 +70,17 @@ class StubGag:
         route = "minerals" if "mineral" in question else GENERAL
         return RouteDecision(route, 0.9, {GENERAL: 0.5, "minerals": 0.9} if route != GENERAL else {GENERAL: 0.9})
 
-    def stream(self, question, domain=None, history=None, max_new_tokens=None, stop=None):
-        self.calls.append((question, domain, [dict(m) for m in history or []]))
+    def resolve(self, route):
+        return route
+
+    def stream(self, question, route=None, history=None, options=None, stop=None):
+        decision = None if route is not None else self.route(question)
+        route = route or decision.route
+        self.calls.append((question, route, [dict(m) for m in history or []]))
         self.stops.append(stop)
+        return RoutedStream(self._pieces(), route, decision)
+
+    def _pieces(self):
         yield "partial "
         if self.interrupt_first and len(self.calls) == 1:
             raise KeyboardInterrupt
@@ -101,6 +109,26 @@ def test_ctrl_c_stops_one_answer_not_the_session_and_history_is_kept():
                                {"role": "assistant", "content": "partial"}]
     assert len(gag.calls[2][2]) == 4
     assert session.forced == "minerals"
+
+
+def test_route_command_explains_its_text_else_the_last_question(capsys):
+    from gag_cli.chat import ChatSession
+
+    gag = StubGag()
+    session = ChatSession(gag)
+    session.command("/route")
+    assert "No question yet" in capsys.readouterr().out
+    session.command("/route a mineral question")
+    out = capsys.readouterr().out
+    assert "routes for: a mineral question" in out and "chosen" in out and "minerals" in out
+    session.ask("hello")
+    capsys.readouterr()
+    session.command("/route")
+    assert "routes for: hello" in capsys.readouterr().out
+    session.command("/route which mineral is teal?")
+    out = capsys.readouterr().out
+    assert "routes for: which mineral is teal?" in out and "hello" not in out
+    assert [c[:2] for c in gag.calls] == [("hello", GENERAL)]  # explaining a text answers nothing
 
 
 def test_ctrl_c_at_the_prompt_twice_ends_the_session():

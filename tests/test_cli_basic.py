@@ -70,7 +70,7 @@ def test_install_list_info_uninstall(installed):
     row = next(r for r in rows if r["name"] == "tinydom")
     assert row["source"] == "folder" and row["version"] == "0.1.0"
 
-    info = invoke("info", "tinydom")
+    info = invoke("info", "tinydom", "--json")
     assert "verified" in info.output and '"name": "tinydom"' in info.output
 
     assert_clean_error(invoke("install-domain", installed["folder"], ok=False), "already installed", "--force")
@@ -81,6 +81,21 @@ def test_install_list_info_uninstall(installed):
     assert not any(r["name"] == "tinydom" for r in json.loads(invoke("list", "--json").output))
     assert_clean_error(invoke("uninstall-domain", "tinydom", ok=False), "No installed domain named 'tinydom'")
     assert_clean_error(invoke("info", "tinydom", ok=False), "No domain named 'tinydom'", "install-domain")
+
+
+def test_info_summarises_a_domain_without_the_fingerprint(installed):
+    from gag_core.module import read_manifest
+
+    out = flat(invoke("info", "tinydom").output)
+    manifest = read_manifest(installed["folder"])
+    for needle in ["tinydom", "0.1.0", "(hidden size 64)", "(hidden size 48)",
+                   f"{manifest.readout.kind}, layers {manifest.readout.layers}", manifest.projector.kind,
+                   manifest.router["encoder"], "projector.safetensors", "expert/adapter_model.safetensors",
+                   "KiB", "folder:", "verified"]:
+        assert needle in out, (needle, out)
+    assert "fingerprint" not in out and "sample" not in out and "{" not in out
+    as_json = invoke("info", "tinydom", "--json").stdout
+    assert json.loads(as_json)["base"]["fingerprint"] == manifest.base["fingerprint"]
 
 
 def test_install_refuses_a_broken_folder(make_module, tmp_path):

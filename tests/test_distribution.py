@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gag_core import distribution, store
+from gag_core.distribution import hub_push
 from gag_core.errors import ConfigError
 from gag_core.models import EMBEDDED_ID
 from gag_core.module import CARD, MANIFEST, read_manifest, verify_module
@@ -436,7 +437,7 @@ def test_push_domain_uploads_a_verified_module_with_a_hub_ready_card(make_module
         p.relative_to(module).as_posix() for p in module.rglob("*") if p.is_file())
     manifest = verify_module(folder)  # the uploaded copy verifies: the card's new hash is in its manifest
     card = (folder / CARD).read_text()
-    meta = distribution._front_matter(card)
+    meta = hub_push._front_matter(card)
     assert meta["library_name"] == "gag" and "gag" in meta["tags"] and "gag-domain-tinydom" in meta["tags"]
     assert "base_model" not in meta  # a local folder is not a Hub model id; the Hub would reject it
     assert manifest.files[CARD] == sha256_file(folder / CARD) != read_manifest(module).files[CARD]
@@ -455,7 +456,7 @@ def test_push_keeps_a_good_card_and_maps_the_embedded_base(make_module, tmp_path
     manifest = read_manifest(make_module("tinydom"))
     manifest.base = {**manifest.base, "id": EMBEDDED_ID}
     card = distribution.hub_card(manifest, model_card(manifest))
-    assert distribution._front_matter(card)["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert hub_push._front_matter(card)["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert distribution.hub_card(manifest, card) is None  # already Hub-ready: left alone
     manifest.base = {**manifest.base, "id": "Qwen/Qwen3-8B"}
     assert distribution.hub_card(manifest, model_card(manifest)) is None

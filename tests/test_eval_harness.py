@@ -37,9 +37,9 @@ def write_jsonl(path, rows):
 
 @pytest.fixture
 def installed(make_module):
-    from gag_core import store
+    from gag_core import install
 
-    store.install_folder(make_module("tinydom"))
+    install.install_folder(make_module("tinydom"))
     return "tinydom"
 
 
@@ -68,13 +68,18 @@ def test_gold_is_value_else_answer_and_reference_is_answer():
         prepare_items([{"question": "q", "value": ""}], EvalConfig())
 
 
-def test_routed_method_without_routing_is_refused_before_any_work():
-    pipe = SimpleNamespace(domains={"d": object()}, domain=lambda name: object(), tokenizer=None)
-    gag_without_route = SimpleNamespace(pipeline=pipe)
-    with pytest.raises(ConfigError, match="gag-routed needs routing"):
-        evaluate_methods(gag_without_route, ROWS, ["gag-routed"], domain="d")
+def test_a_bad_plan_is_refused_before_any_work(tmp_path):
+    from gag_core.errors import IncompatibleModuleError
+    from gag_core.service import RoutedService
+
+    loaded = SimpleNamespace(module=object())
+    pipe = SimpleNamespace(domains={"d": loaded}, domain=lambda name: loaded, tokenizer=None)
+    service = RoutedService(pipe, readouts={}, projectors={}, encoders={}, general_questions=tmp_path / "g.jsonl")
+    service.unavailable["old"] = "aligned to another base model"
+    with pytest.raises(IncompatibleModuleError, match="another base model"):
+        evaluate_methods(service, ROWS, ["gag-routed"], domain="old")
     with pytest.raises(ConfigError, match="need a corpus"):
-        evaluate_methods(gag_without_route, ROWS, ["rag-bm25@1"], domain="d")
+        evaluate_methods(service, ROWS, ["rag-bm25@1"], domain="d")
 
 
 # --- gag eval through the CLI ---------------------------------------------------------------------------
@@ -114,13 +119,13 @@ def test_eval_cli_refuses_rag_without_corpus(tmp_path):
 
 
 def test_routed_and_expert_text_in_python(installed, tiny_paths):
-    from gag_core.router import RouteDecision
+    from gag_core.routes import RouteDecision
     from gag_plugins.api import GAG
 
     gag = GAG.from_installed([installed], base=tiny_paths["base"], expert=tiny_paths["expert"], max_new_tokens=4,
                              strict=True)
     gag.route = lambda q: RouteDecision(installed if "Veltrasite" in q else "general", 0.5, {})
-    gag.route_batch = lambda qs: [gag.route(q) for q in qs]  # GAG.answer_routed routes through route_batch
+    gag.route_batch = lambda qs: [gag.route(q) for q in qs]  # GAG.answer_batch routes through route_batch
     results = evaluate_methods(gag, ROWS, ["gag", "gag-routed", "expert-text"], domain=installed,
                                latency_sample=0, sts=False)
     by = {r["method"]: r for r in results}
@@ -194,7 +199,7 @@ def test_evaluate_router_undefined_precision_and_bad_rows():
 def test_eval_router_cli_with_a_fake_gag(tmp_path, monkeypatch):
     import gag_cli.evaluate as evaluate_cli
 
-    monkeypatch.setattr(evaluate_cli, "_load_gag", lambda *a: FakeRouter({q: chosen for q, _, chosen in MIXED}))
+    monkeypatch.setattr(evaluate_cli, "load_gag", lambda *a: FakeRouter({q: chosen for q, _, chosen in MIXED}))
     data = write_jsonl(tmp_path / "mixed.jsonl", [{"question": q, "domain": gold} for q, gold, _ in MIXED])
     out = tmp_path / "router"
     result = runner.invoke(app, ["eval-router", "--data", str(data), "--out", str(out)])
@@ -210,7 +215,7 @@ def test_eval_router_cli_with_a_fake_gag(tmp_path, monkeypatch):
 def test_eval_router_cli_without_routing_is_a_clean_error(tmp_path, monkeypatch):
     import gag_cli.evaluate as evaluate_cli
 
-    monkeypatch.setattr(evaluate_cli, "_load_gag", lambda *a: SimpleNamespace())
+    monkeypatch.setattr(evaluate_cli, "load_gag", lambda *a: SimpleNamespace())
     data = write_jsonl(tmp_path / "mixed.jsonl", [{"question": "q", "domain": "general"}])
     result = runner.invoke(app, ["eval-router", "--data", str(data), "--out", str(tmp_path / "o")])
     assert result.exit_code == 1 and "no routing" in result.output

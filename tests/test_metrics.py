@@ -17,7 +17,8 @@ from gag_core.evaluation.metrics import (
     summarize_latencies,
     token_f1,
 )
-from gag_core.evaluation.report import markdown_table, render_rich_table, write_report
+from gag_cli.tables import render_rich_table
+from gag_core.evaluation.report import markdown_table, write_report
 
 
 # --- normalisation ------------------------------------------------------------------------------
@@ -147,7 +148,7 @@ def test_sts_lists_empty_and_mismatch(sts):
 
 
 def test_bert_scorer_on_minilm_backbone():
-    from gag_core.evaluation.retrieval import embedded_sentence_encoder_path
+    from gag_core.models import embedded_sentence_encoder_path
 
     scorer = BertScorer(embedded_sentence_encoder_path())
     same, other, empty = scorer.score(["the cat sat on the mat", "the cat sat on the mat", ""],

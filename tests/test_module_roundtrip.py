@@ -103,10 +103,10 @@ def test_save_load_round_trip(make_module, tiny_paths, readout_kind, projector_k
 
 
 def test_install_copy_is_byte_identical(make_module):
-    from gag_core import store
+    from gag_core import install
 
     folder = make_module("copied")
-    installed = store.install_folder(folder)
+    installed = install.install_folder(folder)
     assert files_in(installed.path) == MODULE_FILES
     for rel in MODULE_FILES:
         assert (installed.path / rel).read_bytes() == (folder / rel).read_bytes()

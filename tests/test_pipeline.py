@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from gag_core.errors import DomainNotFoundError, IncompatibleModuleError, InputError
+from gag_core.generation import pad_id
 from gag_core.models import load_causal_lm, load_tokenizer
 from gag_core.module import DomainModule
-from gag_core.pipeline import GENERAL, GagPipeline
+from gag_core.pipeline import GagPipeline
+from gag_core.routes import GENERAL
 from gag_core.readouts import ReadoutConfig
-
-
 
 QUESTIONS = ["What colour is Veltrasite?", "hi",
              "In which year was the hexagonal mineral discovered, and by whom was the crystal system described?"]
@@ -76,8 +76,9 @@ def test_memory_of_a_batch_equals_memory_one_at_a_time(pipe):
 @pytest.mark.parametrize("route", ["tinydom", GENERAL])
 def test_generation_with_and_without_kv_cache_agrees(pipe, route):
     with torch.no_grad():
-        inputs, _ = pipe._inputs(QUESTIONS[:2], route, None)
-        kwargs = {**pipe._gen_kwargs(6), "return_dict_in_generate": True, "output_scores": True}
+        inputs, _ = pipe.inputs(QUESTIONS[:2], route, None)
+        kwargs = {"max_new_tokens": 6, "do_sample": False, "pad_token_id": pad_id(pipe.tokenizer),
+                  "eos_token_id": pipe.tokenizer.eos_token_id, "return_dict_in_generate": True, "output_scores": True}
         cached = pipe.base.generate(**inputs, **kwargs)
         uncached = pipe.base.generate(**inputs, use_cache=False, **kwargs)
     assert torch.equal(cached.sequences, uncached.sequences)
@@ -155,3 +156,50 @@ def test_unregistered_readout_kind_is_refused_before_touching_the_expert(tiny_pa
     with pytest.raises(IncompatibleModuleError, match="someones_readout.*readout_cls"):
         pipeline.add_domain(DomainModule.open(folder))
     assert pipeline.experts == {} and pipeline.domains == {}
+
+
+def test_a_mixed_route_batch_is_one_generate_call_answering_like_each_route_alone(own_pipe, make_module, monkeypatch):
+    pipe = own_pipe
+    three_slots = ReadoutConfig(kind="multi_slot", layers=[-1, -2], slots=3, max_new_tokens=6)
+    pipe.add_domain(DomainModule.open(make_module("second", seed=5, readout=three_slots)))
+    questions = QUESTIONS + QUESTIONS[:2]
+    routes = ["tinydom", GENERAL, "second", "tinydom", GENERAL]
+    alone = [pipe.answer(q, r) for q, r in zip(questions, routes)]
+    readouts, generates = [], []
+    memory, generate = pipe.memory, pipe.base.generate
+    monkeypatch.setattr(pipe, "memory", lambda name, qs: readouts.append((name, len(qs))) or memory(name, qs))
+    monkeypatch.setattr(pipe.base, "generate", lambda **kw: generates.append(1) or generate(**kw))
+    mixed = pipe.answer_batch(questions, routes)
+    assert readouts == [("tinydom", 2), ("second", 1)] and len(generates) == 1
+    assert [a.answer for a in mixed] == [a.answer for a in alone]
+    fields = [(a.route, a.slots, a.prompt_tokens, a.completion_tokens, a.finish_reason) for a in mixed]
+    assert fields == [(a.route, a.slots, a.prompt_tokens, a.completion_tokens, a.finish_reason) for a in alone]
+    assert [a.slots for a in mixed] == [2, 0, 3, 2, 0]
+
+
+def test_generation_options_and_the_old_max_new_tokens_form_agree(pipe):
+    from gag_core.generation import GenerationOptions
+
+    old = pipe.answer_batch(QUESTIONS, "tinydom", None, 3)
+    new = pipe.answer_batch(QUESTIONS, ["tinydom"] * 3, None, GenerationOptions(max_new_tokens=3))
+    assert [a.answer for a in old] == [a.answer for a in new]
+    assert all(a.completion_tokens <= 3 and a.finish_reason in ("stop", "length") for a in new)
+    assert pipe.answer_batch([], "tinydom") == []
+
+
+def test_on_text_streams_every_row_of_a_batch(pipe):
+    pieces: dict[int, list[str]] = {}
+    answers = pipe.answer_batch(QUESTIONS, ["tinydom", GENERAL, "tinydom"],
+                                on_text=lambda row, piece: pieces.setdefault(row, []).append(piece))
+    assert ["".join(pieces.get(i, [])).strip() for i in range(3)] == [a.answer for a in answers]
+
+
+def test_remove_domain_deletes_its_adapter(own_pipe, make_module):
+    pipe = own_pipe
+    pipe.add_domain(DomainModule.open(make_module("second", seed=5)))
+    expert = pipe.experts[pipe.domain("second").expert_id][0]
+    pipe.remove_domain("second")
+    assert "second" not in pipe.domains and "second" not in expert.peft_config
+    with pytest.raises(DomainNotFoundError):
+        pipe.remove_domain("second")
+    assert pipe.answer(QUESTIONS[0], "tinydom").route == "tinydom"

@@ -17,6 +17,7 @@ from gag_core.projectors import ProjectorBundle, ProjectorConfig
 from gag_core.readouts import ReadoutConfig, pool_segments
 from gag_plugins import hookimpl, manager
 from gag_plugins.api import GAG
+from tests.plugin_state import forget_plugins
 
 
 
@@ -103,11 +104,11 @@ def register_plugin():
 @pytest.fixture
 def fresh_manager(monkeypatch):
     """Forget every loaded plugin for the test; the next test reloads the real ones."""
-    manager.reset_for_tests()
+    forget_plugins()
     try:
         yield manager
     finally:
-        manager.reset_for_tests()
+        forget_plugins()
 
 
 def _tiny_gag(tiny_paths) -> GAG:
@@ -213,7 +214,7 @@ def test_entry_points_load_and_can_be_limited_by_name(fresh_manager, monkeypatch
     assert names == ["gag.builtins", "good", "other"]
     assert fresh_manager.collect("register_datasets") == {"from-entry-point": "/nowhere"}
 
-    fresh_manager.reset_for_tests()
+    forget_plugins()
     monkeypatch.setenv("GAG_LOAD_PLUGINS", "good")
     assert [n for n, _ in fresh_manager.load_plugins().list_name_plugin()] == ["gag.builtins", "good"]
 

@@ -5,17 +5,9 @@ import json
 import pytest
 
 from gag_core.errors import ConfigError, DataError
-from gag_core.evaluation.retrieval import (
-    BM25Retriever,
-    DenseRetriever,
-    Document,
-    chunk_documents,
-    chunk_text,
-    embedded_sentence_encoder_path,
-    format_knowledge,
-    load_corpus,
-    load_sentence_encoder,
-)
+from gag_core.corpus import Document, chunk_documents, chunk_text, load_corpus
+from gag_core.evaluation.retrieval import BM25Retriever, DenseRetriever, format_knowledge
+from gag_core.models import embedded_sentence_encoder_path, load_sentence_encoder
 
 DOCS = [
     "Veridite is a green mineral with a monoclinic crystal system, first found near Lake Ostrava in 1847.",

@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from gag_core.errors import ConfigError, DataError
-from gag_core.router import (GENERAL, GENERAL_PROTOTYPES, ExpertMeanEncoder, PrototypeRouter, RouteDecision,
-                             build_prototypes, cached_prototypes, module_prototypes, read_questions_file)
+from gag_core.router import (GENERAL_PROTOTYPES, ExpertMeanEncoder, PrototypeRouter, build_prototypes,
+                             cached_prototypes, module_prototypes, read_questions_file)
+from gag_core.routes import GENERAL, RouteDecision
 
 ROOT = Path(__file__).resolve().parents[1]
 MINERALS = ROOT / "modules" / "gag-domain-minerals" / "gag_domain_minerals" / "data"
@@ -116,6 +117,21 @@ def test_margin_falls_back_to_general():
         PrototypeRouter(WordsEncoder(), margin=-1)
 
 
+def test_decisions_name_the_runner_up():
+    router = _router()
+    router.add_questions("games", ["how do you win at glimmerhold", "glimmerhold rules"])
+    d = router.route("What colour is Veltrasite?")
+    rest = sorted(((s, r) for r, s in d.scores.items() if r != d.route), reverse=True)
+    assert (d.runner_up_score, d.runner_up) == rest[0]
+    q = "what colour is veltrasite in france"
+    fallback = _router(margin=1.0).route(q)  # general chosen by the margin: the winning domain is the runner-up
+    assert fallback.fallback and fallback.runner_up == "minerals"
+    assert fallback.runner_up_score == _router().route(q).score
+    alone = PrototypeRouter(WordsEncoder())
+    alone.add_questions(GENERAL, ["hello there"])
+    assert alone.route("hi").runner_up is None and alone.route("hi").runner_up_score is None
+
+
 def test_prototypes_must_match_the_encoder():
     with pytest.raises(ConfigError, match="Rebuild"):
         PrototypeRouter(WordsEncoder()).add_route("x", torch.ones(2, 7))
@@ -196,9 +212,10 @@ def test_expert_mean_encoder_ignores_adapters_and_padding(tiny_paths):
     assert torch.allclose(batch.norm(dim=-1), torch.ones(3), atol=1e-5)
     one_by_one = torch.cat([plain.encode([t]) for t in texts])
     assert torch.allclose(batch, one_by_one, atol=1e-5)  # right padding + mask: batching changes nothing
-    peft = tiny_lora(load_causal_lm(tiny_paths["expert"], frozen=False), seed=3)
+    peft = tiny_lora(load_causal_lm(tiny_paths["expert"], frozen=False), seed=3).requires_grad_(False)
     with_adapter = ExpertMeanEncoder(peft, tok, "tiny").encode(texts)
     assert torch.allclose(with_adapter, batch, atol=1e-5)  # the adapter is disabled while encoding
+    assert not any(p.requires_grad for p in peft.parameters())  # and stays frozen when it is enabled again
     with torch.no_grad():  # and the adapter is active again afterwards
         ids = torch.tensor([tok(texts[0])["input_ids"]])
         assert not torch.allclose(peft(input_ids=ids).logits, plain.model(input_ids=ids).logits)
@@ -272,14 +289,16 @@ def words_plugin(monkeypatch):
         def register_encoders(register):
             register("words", lambda **_: WordsEncoder())
 
-    manager.reset_for_tests()
+    from tests.plugin_state import forget_plugins
+
+    forget_plugins()
     monkeypatch.setenv("GAG_LOAD_PLUGINS", "")
     manager.load_plugins()
     manager.pm.register(Plugin, name="test.words")
     try:
         yield
     finally:
-        manager.reset_for_tests()
+        forget_plugins()
 
 
 MINERAL_EXEMPLARS = ["What colour is Veltrasite?", "What is the crystal system of Veltrasite?",
@@ -290,10 +309,10 @@ POLICY_EXEMPLARS = ["How do I connect to the Skiff VPN?", "How many vacation day
 
 @pytest.fixture
 def installed_two(make_module):
-    from gag_core import store
+    from gag_core import install
 
-    store.install_folder(make_module("tinyminerals", exemplars=MINERAL_EXEMPLARS, seed=1))
-    store.install_folder(make_module("tinypolicies", exemplars=POLICY_EXEMPLARS, seed=2))
+    install.install_folder(make_module("tinyminerals", exemplars=MINERAL_EXEMPLARS, seed=1))
+    install.install_folder(make_module("tinypolicies", exemplars=POLICY_EXEMPLARS, seed=2))
 
 
 def test_gag_routes_answers_and_streams(words_plugin, installed_two, tiny_paths, make_module):
@@ -311,17 +330,20 @@ def test_gag_routes_answers_and_streams(words_plugin, installed_two, tiny_paths,
 
     assert len(list((cache_dir() / "router").glob("general_questions-test-words-*.safetensors"))) == 1
 
-    routed = gag.answer_routed(questions)
+    from gag_core.service import Query
+
+    routed = gag.answer_batch([Query(q) for q in questions])
     assert [a.route for a in routed] == routes and all(a.route_score is not None for a in routed)
     for route in set(routes):  # each group answered as one batch gives the same text as a direct batch
         idx = [i for i, r in enumerate(routes) if r == route]
-        direct = gag.answer_batch([questions[i] for i in idx], route)
+        direct = gag.answer_batch([Query(questions[i], route) for i in idx])
         assert [routed[i].answer for i in idx] == [a.answer for a in direct]
     single = gag.answer(questions[0])
     assert single.route == "tinyminerals" and single.route_score == pytest.approx(gag.route(questions[0]).score)
     assert gag.answer(questions[0], domain=GENERAL).route == GENERAL
-    streamed = "".join(gag.stream(questions[2]))
-    assert gag.last_decision.route == "tinypolicies"
+    stream = gag.stream(questions[2])
+    assert stream.decision.route == "tinypolicies"
+    streamed = "".join(stream)
     assert streamed.strip() == gag.answer(questions[2], domain="tinypolicies").answer
 
     from gag_core.module import DomainModule  # plug and play through the API: only the new prototypes arrive

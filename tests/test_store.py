@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gag_core import store
+from gag_core import install, store
 from gag_core.errors import DomainNotFoundError, ModuleFormatError
 from gag_core.module import MANIFEST, verify_module
 from gag_core.safety import SizeLimits, parse_size, read_safetensors_header, sha256_file
@@ -63,7 +63,7 @@ def cli():
 def test_install_list_uninstall_round_trip(make_module, gag_home):
     src = make_module("alpha")
     before = tree_hash(src)
-    dom = store.install_folder(src)
+    dom = install.install_folder(src)
     assert dom.path == gag_home / "domains" / "alpha" and verify_module(dom.path).name == "alpha"
     assert tree_hash(src) == before  # the source is copied, never moved
     listed = store.list_installed()
@@ -78,17 +78,17 @@ def test_install_list_uninstall_round_trip(make_module, gag_home):
 
 def test_install_under_another_name_rewrites_only_the_name(make_module):
     src = make_module("alpha")
-    dom = store.install_folder(src, name="beta")
+    dom = install.install_folder(src, name="beta")
     assert verify_module(dom.path).name == "beta"
     assert json.loads((src / MANIFEST).read_text())["name"] == "alpha"
 
 
 def test_existing_domain_needs_force_and_force_replaces(make_module, gag_home):
-    store.install_folder(make_module("alpha"))
+    install.install_folder(make_module("alpha"))
     other = make_module("alpha", seed=7)
     with pytest.raises(ModuleFormatError, match="already installed; pass --force"):
-        store.install_folder(other)
-    store.install_folder(other, force=True)
+        install.install_folder(other)
+    install.install_folder(other, force=True)
     installed = gag_home / "domains" / "alpha"
     assert sha256_file(installed / "projector.safetensors") == sha256_file(other / "projector.safetensors")
 
@@ -96,7 +96,7 @@ def test_existing_domain_needs_force_and_force_replaces(make_module, gag_home):
 @pytest.mark.parametrize("failing_call", [1, 2, 3])
 def test_failed_swap_leaves_previous_installation_and_no_debris(make_module, gag_home, monkeypatch, failing_call):
     """Simulate a crash inside the final renames: os.replace fails once at each of the three renames."""
-    store.install_folder(make_module("alpha"))
+    install.install_folder(make_module("alpha"))
     before = tree_hash(gag_home)
     new = make_module("alpha", seed=5)
     real_replace, calls = os.replace, {"n": 0}
@@ -109,28 +109,50 @@ def test_failed_swap_leaves_previous_installation_and_no_debris(make_module, gag
 
     monkeypatch.setattr(os, "replace", flaky_replace)
     with pytest.raises(OSError, match="simulated crash"):
-        store.install_folder(new, force=True)
+        install.install_folder(new, force=True)
     monkeypatch.setattr(os, "replace", real_replace)
     assert tree_hash(gag_home) == before
     verify_module(gag_home / "domains" / "alpha")
-    store.install_folder(new, force=True)  # the next install works
+    install.install_folder(new, force=True)  # the next install works
     assert sha256_file(gag_home / "domains" / "alpha" / "projector.safetensors") == sha256_file(new / "projector.safetensors")
+
+
+def test_verification_failure_mid_install_leaves_the_previous_installation(make_module, gag_home, monkeypatch):
+    """The source passes the first check, then changes before it is copied: the staged copy fails verification
+    under the lock, and the installed version stays exactly as it was."""
+    install.install_folder(make_module("alpha"))
+    before = tree_hash(gag_home)
+    new = make_module("alpha", seed=5)
+    real_verify = install.verify_module
+
+    def verify_then_tamper(folder, limits=None):
+        manifest = real_verify(folder, limits)
+        with open(Path(folder) / "projector.safetensors", "r+b") as f:
+            f.seek(-4, 2)
+            f.write(b"\x01\x02\x03\x04")
+        return manifest
+
+    monkeypatch.setattr(install, "verify_module", verify_then_tamper)
+    with pytest.raises(ModuleFormatError, match="tampered with"):
+        install.install_folder(new, force=True)
+    assert tree_hash(gag_home) == before
+    verify_module(gag_home / "domains" / "alpha")
 
 
 def test_failed_first_install_leaves_nothing_to_trip_over(make_module, gag_home):
     src = make_module("alpha")
     with pytest.MonkeyPatch.context() as mp:  # not monkeypatch.undo(): that would also drop GAG_HOME
-        mp.setattr(store, "_stage_copy", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+        mp.setattr(install, "copy_module", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
         with pytest.raises(KeyboardInterrupt):
-            store.install_folder(src)
+            install.install_folder(src)
     assert store.list_installed() == {}
     assert not any(p.name.startswith(".staging-") for p in (gag_home / "domains").iterdir())
-    store.install_folder(src)
+    install.install_folder(src)
 
 
 KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
-    from gag_core import store
+    from gag_core import install
     kill_at, calls, real = int(sys.argv[2]), [0], os.replace
     def replace(a, b):
         calls[0] += 1
@@ -138,14 +160,14 @@ KILL_SCRIPT = textwrap.dedent("""
             os.kill(os.getpid(), signal.SIGKILL)  # no finally, no cleanup: a real kill
         return real(a, b)
     os.replace = replace
-    store.install_folder(sys.argv[1], force=True)
+    install.install_folder(sys.argv[1], force=True)
 """)
 
 
 @pytest.mark.parametrize("kill_at, lands", [(2, False), (3, True)])
 def test_killed_install_is_repaired_by_the_next_command(make_module, gag_home, tmp_path, kill_at, lands):
     """SIGKILL after the old install was moved aside (2) or after the new one landed but before its record (3)."""
-    store.install_folder(make_module("alpha"))
+    install.install_folder(make_module("alpha"))
     old_record = store.read_record("alpha")
     new = make_module("alpha", seed=9)  # rebuilt in the same source folder
     script = tmp_path / "kill.py"
@@ -161,7 +183,7 @@ def test_killed_install_is_repaired_by_the_next_command(make_module, gag_home, t
     assert (got == sha256_file(new / "projector.safetensors")) is lands
     assert (listed["alpha"].record["installed_at"] != old_record["installed_at"]) is lands  # record rolled forward
     assert not any(p.name.startswith(".staging-") for p in (gag_home / "domains").iterdir())
-    store.install_folder(new, force=True)
+    install.install_folder(new, force=True)
 
 
 # --- size limits and headers ------------------------------------------------------------------
@@ -170,14 +192,14 @@ def test_size_limits_are_read_from_the_environment_at_call_time(make_module, mon
     src = make_module("alpha")
     monkeypatch.setenv("GAG_MAX_FILE_BYTES", "10KB")
     with pytest.raises(ModuleFormatError, match="per-file limit is 10000"):
-        store.install_folder(src)
+        install.install_folder(src)
     monkeypatch.setenv("GAG_MAX_FILE_BYTES", "1MiB")
     monkeypatch.setenv("GAG_MAX_MODULE_BYTES", "20000")
     with pytest.raises(ModuleFormatError, match="the limit is 20000"):
-        store.install_folder(src)
+        install.install_folder(src)
     assert not (gag_home / "domains").exists()
     monkeypatch.delenv("GAG_MAX_MODULE_BYTES")
-    store.install_folder(src)
+    install.install_folder(src)
 
 
 def test_parse_size():

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -212,3 +213,53 @@ def test_anchor_is_fitted_on_the_shared_vocabulary_and_refuses_foreign_tokenizer
 
     with pytest.raises(ConfigError, match="share only 0 of 400"):
         anchor_on_vocabulary(bundle, expert, Foreign(), base, tok)
+
+
+def test_configs_refuse_bad_values_naming_the_setting_the_value_and_the_fix(tmp_path):
+    from gag_core.training.config import AlignConfig, ExpertConfig, load_config
+
+    for overrides, named in [({"stage2": {"epochs": 0}}, "stage2.epochs = 0"),
+                             ({"stage1": {"lr": "fast"}}, "stage1.lr = 'fast'"),
+                             ({"stage1": {"lora_dropout": 1.5}}, "stage1.lora_dropout = 1.5"),
+                             ({"stage2": {"projector": "mlp3x"}}, "stage2.projector = 'mlp3x'"),
+                             ({"shard_size": 0}, "shard_size = 0"),
+                             ({"readout": "multi_slot"}, "readout = 'multi_slot'")]:
+        with pytest.raises(ConfigError, match=re.escape(named) + ".*expected.*--config"):
+            load_config(None, "embedded", overrides)
+    with pytest.raises(ConfigError, match="stage1.batch_size = 0.*an integer >= 1"):
+        ExpertConfig(batch_size=0)
+    with pytest.raises(ConfigError, match="stage2.cache_prefix = 'yes'.*true or false"):
+        AlignConfig(cache_prefix="yes")
+    (tmp_path / "bad.json").write_text(json.dumps({"stage2": {"dev_every": -1}}))
+    with pytest.raises(ConfigError, match="stage2.dev_every = -1"):
+        load_config(tmp_path / "bad.json")
+    with pytest.raises(ConfigError, match="readout.kind = 'custom' cannot be trained.*final_token, multi_slot"):
+        load_config(None, "embedded", {"readout": {"kind": "custom"}})
+    cfg = load_config(None, "embedded", {"stage2": {"epochs": None, "projector": "mlp2x_gelu"}, "base": None})
+    assert (cfg.stage2.epochs, cfg.stage2.projector, cfg.base) == (9, "mlp2x_gelu", None)  # None = not given
+
+
+def test_readout_kinds_start_from_the_one_table_of_defaults():
+    from gag_core.readouts import BUILTIN_READOUTS, KIND_DEFAULTS
+    from gag_core.training.config import load_config, profile_defaults, with_readout_kind
+
+    for kind, defaults in KIND_DEFAULTS.items():
+        own = BUILTIN_READOUTS[kind]().config  # a readout built without a config
+        assert {k: getattr(own, k) for k in defaults} == defaults
+        switched = with_readout_kind(load_config(None, "embedded"), kind)
+        if kind != "multi_slot":  # the embedded profile's own kind keeps its layer-0 settings
+            assert {k: getattr(switched.readout, k) for k in defaults} == defaults
+            assert switched.readout.max_new_tokens == profile_defaults("embedded").readout.max_new_tokens
+    paper = profile_defaults("paper").readout
+    assert {k: getattr(paper, k) for k in KIND_DEFAULTS["multi_slot"]} == KIND_DEFAULTS["multi_slot"]
+    with pytest.raises(ConfigError, match="readout.kind = 'custom'"):
+        with_readout_kind(load_config(None, "embedded"), "custom")
+
+
+def test_sft_refuses_examples_whose_whole_answer_is_cut(tiny_tokenizer):
+    from gag_core.training.stage1 import sft_examples
+
+    pairs = [("What colour is mineral 3?", "It is teal.")] * 2
+    assert len(sft_examples(tiny_tokenizer, pairs, None, 64)) == 2
+    with pytest.raises(DataError, match="2 of 2 QA pairs lose their whole answer at stage1.max_length=8"):
+        sft_examples(tiny_tokenizer, pairs, None, 8)

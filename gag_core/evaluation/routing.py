@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from ..pipeline import GENERAL
+from ..routes import GENERAL
 from .metrics import summarize_latencies
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..corpus import load_corpus
 from ..errors import DataError
 from ..jsonl import iter_objects
 
@@ -45,9 +47,57 @@ def load_qa(path: Path, question_field: str = "question", answer_field: str = "a
 
 def load_corpus_texts(path: Path, text_field: str = "text") -> list[str]:
     """Corpus documents as plain strings (the same loader the RAG baselines use)."""
-    from ..evaluation.retrieval import load_corpus
-
     docs = [d.text.strip() for d in load_corpus(path, text_field=text_field) if d.text.strip()]
     if not docs:
         raise DataError(f"Corpus {path} holds no text.")
     return docs
+
+
+def file_digest(path: Path | None) -> str:
+    """sha256 of a file, or of a folder's files (names and bytes, in sorted order); "" for None."""
+    if path is None:
+        return ""
+    p = Path(path)
+    if p.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(p.rglob("*")):
+            if f.is_file():
+                h.update(f.name.encode() + f.read_bytes())
+        return h.hexdigest()
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+@dataclass
+class TrainInputs:
+    """What a domain is trained from: its name and the data files."""
+
+    name: str
+    qa: Path
+    corpus: Path | None = None
+    dev: Path | None = None
+    expert_only_qa: list[Path] = field(default_factory=list)  # QA used in Stage I only (never aligned)
+    description: str = ""
+
+
+@dataclass
+class TrainData:
+    """The loaded inputs, every row checked."""
+
+    qa: list[QAPair]
+    dev: list[QAPair]
+    expert_only: list[QAPair]
+    corpus: list[str] | None
+    dev_eval: list[QAPair]  # the dev questions Stage II evaluates (the first stage2.dev_limit); only they get readouts
+
+    @classmethod
+    def load(cls, inputs: TrainInputs, question_field: str, answer_field: str, dev_limit: int) -> "TrainData":
+        names = (question_field, answer_field)
+        qa = load_qa(inputs.qa, *names)
+        dev = load_qa(inputs.dev, *names, min_rows=1) if inputs.dev else []
+        expert_only = [p for path in inputs.expert_only_qa for p in load_qa(path, *names, min_rows=1)]
+        corpus = load_corpus_texts(inputs.corpus) if inputs.corpus else None
+        return cls(qa, dev, expert_only, corpus, dev_eval=dev[:dev_limit])
+
+    @property
+    def questions(self) -> list[str]:
+        return [p.question for p in self.qa]

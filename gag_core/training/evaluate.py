@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..generation import GenerationOptions, generate
 from ..injection import InjectionHook, merge_memory
 
 
@@ -12,7 +13,7 @@ def generate_with_memory(base, tokenizer, hook: InjectionHook, questions: list[s
                          max_new_tokens: int = 32, batch_size: int = 32) -> list[str]:
     """Greedy answers of the frozen base with projected memory [N, K, Hb] (None = plain base prompt)."""
     device = base.get_input_embeddings().weight.device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    options = GenerationOptions(max_new_tokens=max_new_tokens)
     out: list[str] = []
     for s in range(0, len(questions), batch_size):
         qs = questions[s:s + batch_size]
@@ -22,14 +23,12 @@ def generate_with_memory(base, tokenizer, hook: InjectionHook, questions: list[s
             prompts = [hook.build(q, projected.shape[1]) for q in qs]
         batch = hook.collate(prompts)
         ids, attn = batch.input_ids.to(device), batch.attention_mask.to(device)
-        kwargs = dict(attention_mask=attn, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
-                      eos_token_id=tokenizer.eos_token_id)
         if projected is None:
-            gen = base.generate(input_ids=ids, **kwargs)[:, ids.shape[1]:]
+            inputs = {"input_ids": ids, "attention_mask": attn}
         else:
             embeds = merge_memory(base.get_input_embeddings()(ids), batch.slot_mask.to(device), projected[s:s + batch_size])
-            gen = base.generate(inputs_embeds=embeds, **kwargs)
-        out += [t.strip() for t in tokenizer.batch_decode(gen, skip_special_tokens=True)]
+            inputs = {"inputs_embeds": embeds, "attention_mask": attn}
+        out += [g.text.strip() for g in generate(base, tokenizer, inputs, options)]
     return out
 
 

@@ -1,4 +1,5 @@
-"""One training loop for both stages: accelerate, cosine schedule, checkpoints, resume, non-finite guard.
+"""One training loop for both stages: accelerate, cosine schedule, checkpoints, resume, non-finite guard;
+and what both stages' losses share: the answer NLL and the seeded epoch batches.
 
 Batches are built deterministically per epoch (seeded shuffle), so a resumed run skips exactly the steps
 already done. Under ``accelerate launch`` each process takes every world_size-th batch and DDP averages
@@ -9,15 +10,41 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import TrainingError
 from .checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+
+
+IGNORE = -100  # the label of a position that carries no loss (prompt, template, padding)
+
+
+def answer_nll(lm_head, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled positions only: hidden [B, T, H] at position t predicts
+    labels [B, T] at t + 1, and the vocabulary projection (``lm_head``) runs just where a label is."""
+    target = labels[:, 1:]
+    keep = target != IGNORE
+    logits = lm_head(hidden[:, :-1][keep])
+    return F.cross_entropy(logits.float(), target[keep])
+
+
+def epoch_batches(examples: list, batch_size: int, seed: int, stride: int = 1000) -> Callable[[int], list]:
+    """``epoch -> batches``: the examples shuffled by ``Random(seed * stride + epoch)`` and cut into batches,
+    the same on every call, so a resumed run rebuilds exactly the batches it had."""
+
+    def make(epoch: int) -> list:
+        order = list(range(len(examples)))
+        random.Random(seed * stride + epoch).shuffle(order)
+        return [[examples[i] for i in order[s:s + batch_size]] for s in range(0, len(order), batch_size)]
+
+    return make
 
 
 @dataclass
@@ -65,16 +92,7 @@ def run_loop(spec: LoopSpec, *, accelerator, model: torch.nn.Module, batches: Ca
     steps_per_epoch = max(1, math.ceil(len(batches(0)) / world))
     total = steps_per_epoch * spec.epochs
     scheduler = cosine_schedule(optimizer, total, int(total * spec.warmup_frac))
-    start_epoch, start_step, global_step = 0, 0, 0
-    if find_checkpoint(ckpt_dir) is not None:
-        weights, state = load_checkpoint(ckpt_dir, optimizer, scheduler)
-        missing = set(trainable_state(model)) - set(weights)
-        if missing or state.get("total") != total:
-            raise TrainingError(f"{spec.name}: the checkpoint in {ckpt_dir} was made with other settings "
-                                "(parameters or schedule differ); delete it or use the original settings.")
-        model.load_state_dict(weights, strict=False)
-        start_epoch, start_step, global_step = state["epoch"], state["step"], state["global_step"]
-        append_log(log_path, {"stage": spec.name, "event": "resumed", "global_step": global_step})
+    start_epoch, start_step, global_step = _resume(spec, model, optimizer, scheduler, ckpt_dir, total, log_path)
     model, optimizer = accelerator.prepare(model, optimizer)
     model.train()
     summary: dict = {}
@@ -119,6 +137,21 @@ def run_loop(spec: LoopSpec, *, accelerator, model: torch.nn.Module, batches: Ca
     model.eval()
     accelerator.wait_for_everyone()
     return summary
+
+
+def _resume(spec: LoopSpec, model, optimizer, scheduler, ckpt_dir: Path, total: int, log_path: Path | None):
+    """(epoch, step in it, global step) to start from: the checkpoint's, its weights and optimizer state
+    restored, or zeros when there is none."""
+    if find_checkpoint(ckpt_dir) is None:
+        return 0, 0, 0
+    weights, state = load_checkpoint(ckpt_dir, optimizer, scheduler)
+    missing = set(trainable_state(model)) - set(weights)
+    if missing or state.get("total") != total:
+        raise TrainingError(f"{spec.name}: the checkpoint in {ckpt_dir} was made with other settings "
+                            "(parameters or schedule differ); delete it or use the original settings.")
+    model.load_state_dict(weights, strict=False)
+    append_log(log_path, {"stage": spec.name, "event": "resumed", "global_step": state["global_step"]})
+    return state["epoch"], state["step"], state["global_step"]
 
 
 def _checkpoint(accelerator, model, optimizer, scheduler, ckpt_dir: Path, state: dict) -> None:

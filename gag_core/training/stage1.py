@@ -12,20 +12,18 @@ only, starting from it. The loss is the same; each step skips the trunk's forwar
 from __future__ import annotations
 
 import contextlib
-import random
 import warnings
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..errors import DataError
+from ..generation import pad_id
 from ..readouts import expert_prompt_ids
 from .config import ExpertConfig
-from .loop import LoopSpec, run_loop, trainable_state
-
-IGNORE = -100
-
+from .loop import IGNORE, LoopSpec, answer_nll, epoch_batches, run_loop, trainable_state
 
 TRUNK_CACHE_LIMIT_BYTES = 2 << 30  # above this the trunk is recomputed every step instead of kept in memory
 
@@ -75,10 +73,7 @@ class SparseCausalLMLoss(nn.Module):
         else:
             with _layers_skipped(decoder, range(self.trunk_layers)):
                 hidden = decoder(inputs_embeds=trunk, attention_mask=attention_mask).last_hidden_state
-        target = labels[:, 1:]
-        keep = target != IGNORE
-        logits = inner.get_output_embeddings()(hidden[:, :-1][keep])
-        return F.cross_entropy(logits.float(), target[keep])
+        return answer_nll(inner.get_output_embeddings(), hidden, labels)
 
 
 def add_lora(model, config: ExpertConfig, adapter_name: str = "default"):
@@ -96,13 +91,19 @@ def add_lora(model, config: ExpertConfig, adapter_name: str = "default"):
 
 def sft_examples(tokenizer, pairs: list[tuple[str, str]], system_prompt: str | None, max_length: int):
     eos = tokenizer.eos_token_id
-    out = []
+    out, cut = [], []
     for question, answer in pairs:
         prompt = expert_prompt_ids(tokenizer, question, system_prompt)
         target = tokenizer(answer, add_special_tokens=False)["input_ids"] + ([eos] if eos is not None else [])
         ids = (prompt + target)[:max_length]
         labels = ([IGNORE] * len(prompt) + target)[:max_length]
         out.append((ids, labels))
+        if len(prompt) >= max_length:
+            cut.append(len(prompt))
+    if cut:  # an example without one answer token teaches nothing, and a batch of them has no loss (nan)
+        raise DataError(f"{len(cut)} of {len(pairs)} QA pairs lose their whole answer at stage1.max_length="
+                        f"{max_length}: the prompt alone takes up to {max(cut)} tokens. Raise stage1.max_length "
+                        "or shorten those questions (or stage1.system_prompt).")
     return out
 
 
@@ -185,21 +186,12 @@ def trunk_matches(wrapper: "SparseCausalLMLoss", examples, pad_id: int, device, 
         wrapper.train(was_training)
 
 
-def epoch_batches(examples, batch_size: int, seed: int):
-    def make(epoch: int):
-        order = list(range(len(examples)))
-        random.Random(seed * 1000 + epoch).shuffle(order)
-        return [[examples[i] for i in order[s:s + batch_size]] for s in range(0, len(order), batch_size)]
-
-    return make
-
-
 def train_expert(peft_model, tokenizer, *, qa: list[tuple[str, str]], corpus: list[str] | None,
                  config: ExpertConfig, system_prompt: str | None, workdir: Path, accelerator, seed: int = 0,
                  log_path: Path | None = None, progress=None) -> None:
     """Run DAPT (if a corpus and epochs are given) then SFT; each phase resumes from its checkpoint."""
     device = accelerator.device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = pad_id(tokenizer)
     frozen = trunk_layers(peft_model, config) if config.cache_trunk else 0
     wrapper = SparseCausalLMLoss(peft_model, frozen)
 
@@ -211,8 +203,6 @@ def train_expert(peft_model, tokenizer, *, qa: list[tuple[str, str]], corpus: li
     if corpus and config.dapt_epochs > 0:
         phases.append(("stage1-dapt", dapt_examples(tokenizer, corpus, config.max_length), config.dapt_epochs))
     phases.append(("stage1-sft", sft_examples(tokenizer, qa, system_prompt, config.max_length), config.sft_epochs))
-    from safetensors.torch import load_file, save_file
-
     for name, examples, epochs in phases:
         done = workdir / f"{name}.done.safetensors"
         if done.exists():  # finished earlier: restore its weights (a later phase starts from them)

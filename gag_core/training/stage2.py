@@ -7,7 +7,6 @@ Loss = NLL of the gold answer given the knowledge prompt with the projected memo
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..generation import pad_id
 from ..injection import InjectionHook, merge_memory
 from ..projectors import ProjectorBundle
 from .config import AlignConfig
-from .loop import LoopSpec, run_loop
+from .loop import IGNORE, LoopSpec, answer_nll, epoch_batches, run_loop
 
-IGNORE = -100
+BATCH_SEED_STRIDE = 7919  # Stage II's epoch shuffles: Random(seed * 7919 + epoch), as since the first release
 
 
 @dataclass
@@ -59,10 +59,7 @@ class AlignmentModel(nn.Module):
         positions = prefix_len.unsqueeze(1) + torch.arange(suffix_ids.shape[1], device=suffix_ids.device)
         hidden = self.base.get_decoder()(inputs_embeds=embeds, attention_mask=torch.cat([prefix_mask, suffix_mask], 1),
                                          past_key_values=cache, position_ids=positions, use_cache=True).last_hidden_state
-        target = labels[:, 1:]
-        keep = target != IGNORE
-        logits = self.base.get_output_embeddings()(hidden[:, :-1][keep])
-        nll = F.cross_entropy(logits.float(), target[keep])
+        nll = answer_nll(self.base.get_output_embeddings(), hidden, labels)
         logs = {"nll": float(nll.detach())}
         loss = nll
         if semantic_alpha and self.semantic_head is not None and sentence is not None:
@@ -161,14 +158,8 @@ def collate(base, batch: list[AlignExample], pad_id: int, device):
 def align_projector(model: AlignmentModel, tokenizer, examples: list[AlignExample], *, config: AlignConfig,
                     workdir: Path, accelerator, seed: int = 0, log_path: Path | None = None, progress=None,
                     on_epoch_end=None) -> dict:
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = pad_id(tokenizer)
     device = accelerator.device
-
-    def batches(epoch: int):
-        order = list(range(len(examples)))
-        random.Random(seed * 7919 + epoch).shuffle(order)
-        return [[examples[i] for i in order[s:s + config.batch_size]] for s in range(0, len(order), config.batch_size)]
-
     slots = examples[0].memory.shape[1]
     base = model.base
     if config.cache_prefix:
@@ -181,5 +172,6 @@ def align_projector(model: AlignmentModel, tokenizer, examples: list[AlignExampl
 
     spec = LoopSpec("stage2-align", config.epochs, config.lr, config.grad_clip, config.weight_decay,
                     checkpoint_every=config.checkpoint_every)
+    batches = epoch_batches(examples, config.batch_size, seed, stride=BATCH_SEED_STRIDE)
     return run_loop(spec, accelerator=accelerator, model=model, batches=batches, loss_fn=loss_fn,
                     ckpt_dir=workdir / "stage2.ckpt", log_path=log_path, on_epoch_end=on_epoch_end, progress=progress)
