@@ -3,7 +3,8 @@
 Encoding the query and scoring it against the prototypes are timed separately: the encoder's cost does
 not depend on the number of domains, the scoring's does. Scoring is timed for one query (what a user
 waits for) and per query in a batch of 64. For reference, ``fused_ms`` times the same max-cosine over
-one concatenated prototype matrix (a single matmul + reshape-max), i.e. what a vectorised router costs.
+one concatenated prototype matrix (a single matmul + reshape-max), i.e. what a vectorised router costs, and
+``hybrid_ms`` the hybrid path: the same scoring plus every domain's lexical evidence and a calibrated decision.
 
     python benchmarks/bench_router_scaling.py [--quick] [--domains 10,100,1000] [--encoder expert|minilm|none]
 """
@@ -16,10 +17,12 @@ import time
 
 import torch
 import torch.nn.functional as F
-from common import DATA, print_table, read_jsonl, setup_threads, write_results
+from common import DATA, ROOT, print_table, read_jsonl, setup_threads, write_results
 
 from gag_core.routes import GENERAL
 from gag_core.router import PrototypeRouter
+
+GENERAL_QUESTIONS = ROOT / "gag_plugins" / "data" / "general_questions.jsonl"
 
 
 class FixedEncoder:
@@ -54,6 +57,31 @@ def best_ms(fn, repeats: int) -> float:
     return 1000 * statistics.median(times)
 
 
+def hybrid_timer(router, n: int, gen: torch.Generator):
+    """One question through the hybrid path: dense scores of every route, the lexical evidence of every domain
+    (each with ~300 invented terms and 32 exemplars), a calibrated decision. Returns the timed callable."""
+    import random
+
+    from gag_core.calibration import Calibration
+    from gag_core.hybrid import Policy, decide, hybrid_scores
+    from gag_core.lexical import Background, LexicalIndex, LexicalScorer
+
+    rng = random.Random(0)
+    background = Background.build([r["question"] for r in read_jsonl(GENERAL_QUESTIONS)])
+    word = lambda: "".join(rng.choice("bcdfghklmnprstvz") + rng.choice("aeiou") for _ in range(4)) + "ite"  # noqa: E731
+    scorers = {}
+    for name in router.routes[1:]:
+        names = [word() for _ in range(300)]
+        exemplars = [f"What colour is {w}?" for w in names[:32]]
+        scorers[name] = LexicalScorer(LexicalIndex.build(exemplars, [" ".join(names)]), background, exemplars)
+    calibration = Calibration("platt", {"all": {"a": 10.0, "b": -3.0}})
+    policy = Policy(min_confidence=0.5)
+    one = F.normalize(torch.randn(1, router.encoder.dim, generator=gen), dim=-1)
+    question = [f"Who discovered {rng.choice(sorted(scorers[router.routes[-1]].rare))} and when?"]
+    return lambda: decide(hybrid_scores(router.score_embeddings(one), question, router.routes, scorers), policy,
+                          calibration)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and the MiniLM encoder")
@@ -86,14 +114,16 @@ def main() -> None:
             router.add_route(name, torch.randn(args.prototypes, dim, generator=gen))
         fused = torch.cat(list(router.prototypes.values()))  # every route has the same prototype count
         score_ms = best_ms(lambda: router.decide(router.score_embeddings(one)), repeats)  # noqa: B023
+        hybrid_ms = best_ms(hybrid_timer(router, n, gen), repeats)
         batch_ms = best_ms(lambda: router.decide(router.score_embeddings(batch)), repeats) / 64  # noqa: B023
         fused_ms = best_ms(lambda: (one @ fused.T).view(1, n + 1, -1).amax(-1).argmax(-1), repeats)  # noqa: B023
         rows.append({"domains": n, "prototypes": fused.shape[0], "prototype_mb": fused.numel() * 4 / 2**20,
                      "encode_ms": encoder_ms, "score_ms": score_ms, "score_ms_per_query_b64": batch_ms,
-                     "fused_ms": fused_ms, "total_ms": (encoder_ms or 0.0) + score_ms})
+                     "fused_ms": fused_ms, "hybrid_ms": hybrid_ms, "total_ms": (encoder_ms or 0.0) + score_ms,
+                     "hybrid_total_ms": (encoder_ms or 0.0) + hybrid_ms})
         print(f"{n} domains: score {score_ms:.2f} ms")
     columns = ["domains", "prototypes", "prototype_mb", "encode_ms", "score_ms", "score_ms_per_query_b64",
-               "fused_ms", "total_ms"]
+               "fused_ms", "hybrid_ms", "total_ms", "hybrid_total_ms"]
     title = f"Routing time vs domains (encoder {encoder_name}, dim {dim})" + (" (QUICK: 5 repeats)" if args.quick else "")
     print_table(rows, columns, title)
     write_results("bench_router_scaling", {

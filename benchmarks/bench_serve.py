@@ -282,7 +282,8 @@ def serve_and_measure(home, flags, questions, args, scratch, count: int, payload
             payload["throughput"] = throughput(server.url, questions, concurrencies, args.max_tokens, seq)
             if args.load:
                 payload["load"] = load_run(server.url, questions, args.load, args.max_tokens)
-        return {"domains": count, "rss_after_warmup_mb": round(after_warm, 1), "rss_peak_mb": round(server.peak_mb, 1)}
+        peak = max(server.peak_mb, after_warm, server.rss_mb())
+        return {"domains": count, "rss_after_warmup_mb": round(after_warm, 1), "rss_peak_mb": round(peak, 1)}
 
 
 def report(payload: dict, args) -> None:

@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from gag_core.errors import InputError
+from gag_core.errors import DataError, InputError
 from gag_core.routes import GENERAL
 
 from .console import console, handle_errors
@@ -23,12 +24,14 @@ RouterEncoderOpt = typer.Option(None, "--router-encoder", help="Router encoder: 
 
 
 def load_gag(profile: str, base: str | None, expert: str | None, domains: list[str] | None, max_new_tokens: int,
-             router_encoder: str | None = None, margin: float | None = None):
+             router_encoder: str | None = None, margin: float | None = None, min_confidence: list[str] | None = None):
     from gag_plugins.api import GAG
+
+    from .route import parse_min_confidence
 
     with console.status("Loading models…"):
         return GAG.from_installed(domains, profile=profile, base=base, expert=expert, max_new_tokens=max_new_tokens,
-                                  router_encoder=router_encoder, margin=margin)
+                                  router_encoder=router_encoder, margin=margin, **parse_min_confidence(min_confidence))
 
 
 def forced_route(domain: str | None, general: bool) -> str | None:
@@ -51,8 +54,14 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(8, "--batch-size", help="Questions generated together (JSONL mode)."),
         max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Answer length budget in tokens."),
         profile: str = ProfileOpt, base: str = BaseOpt, expert: str = ExpertOpt, router_encoder: str = RouterEncoderOpt,
+        explain: bool = typer.Option(False, "--explain", help="Show every route's score and why this route."),
+        min_confidence: list[str] = typer.Option([], "--min-confidence", help="Answer with general when the "
+                                                 "winning domain's confidence is below this; NAME=X per domain."),
     ) -> None:
         """Answer a question with a domain (or route automatically), or a JSONL file of questions."""
+        from .route import parse_min_confidence
+
+        parse_min_confidence(min_confidence)  # refuse a bad value before loading any model
         if (question is None) == (input is None):
             raise InputError("Give a QUESTION or --input FILE (one of them).")
         if question is not None and not question.strip():  # refuse before loading any model
@@ -61,7 +70,7 @@ def register(app: typer.Typer) -> None:
             raise InputError("--input needs --output FILE for the answers.")
         route = forced_route(domain, general)
         gag = load_gag(profile, base, expert, [domain] if domain else ([] if general else None), max_new_tokens,
-                       router_encoder)
+                       router_encoder, min_confidence=min_confidence)
         if input is not None:
             _ask_file(gag, input, output, route, batch_size)
             return
@@ -69,18 +78,31 @@ def register(app: typer.Typer) -> None:
             console.print_json(json.dumps(gag.answer(question, route).to_dict(), ensure_ascii=False))
             return
         stream = gag.stream(question, route)
-        score = f" ({stream.decision.score:.3f})" if stream.decision else ""
-        console.print(f"[dim]route: {stream.route}{score}[/]")
+        _show_route(stream, explain)
         start = time.perf_counter()
         for piece in stream:
             console.print(piece, end="", soft_wrap=True, markup=False)
         console.print(f"\n[dim]{time.perf_counter() - start:.2f} s[/]")
 
 
+def _show_route(stream, explain: bool) -> None:
+    """The route line before the answer; with ``explain``, why (and every route's score)."""
+    from .route import route_label, scores_table, why
+
+    decision = stream.decision
+    console.print(f"[dim]route: {route_label(decision) if decision else stream.route + ' (forced)'}[/]")
+    if explain and decision is not None:
+        console.print(why(decision), markup=False, style="dim")
+        console.print(scores_table(decision))
+
+
 def _ask_file(gag, input: Path, output: Path, route: str | None, batch_size: int) -> None:
     from gag_core.service import Query
 
-    questions = read_questions(input)
+    skipped: list[str] = []  # bad lines are reported and left out; the good ones are answered
+    questions = read_questions(input, skipped=skipped)
+    for line in skipped:
+        console.print(f"[yellow]skipped[/] {escape(line)}")
     done = completed_rows(output, questions)
     if done:
         console.print(f"Resuming: {done}/{len(questions)} already answered in {output}")
@@ -94,3 +116,6 @@ def _ask_file(gag, input: Path, output: Path, route: str | None, batch_size: int
             append_rows(output, [a.to_dict() for a in answers])  # input order, whole batch at once
             progress.update(task, advance=len(batch))
     console.print(f"[green]Wrote[/] {len(questions)} answers to {output}")
+    if skipped:
+        raise DataError(f"skipped {len(skipped)} bad line(s) of {input}: {'; '.join(skipped[:5])}. Fix them and "
+                        f"rerun with another --output to answer them too; the good lines' answers are in {output}.")

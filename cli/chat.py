@@ -18,7 +18,7 @@ from gag_core.routes import GENERAL
 
 from .ask import BaseOpt, ExpertOpt, ProfileOpt, RouterEncoderOpt, forced_route, load_gag
 from .console import console, handle_errors
-from .route import MarginOpt, scores_table
+from .route import MarginOpt, MinConfidenceOpt, route_label, scores_table, why
 
 HELP = """[bold]commands[/]
   /route [TEXT]  every route's score for TEXT (default: the last question)
@@ -95,6 +95,7 @@ class ChatSession:
             text = self.last_question
             decision = self.last_decision = self.last_decision or self.gag.route(text)
         console.print(f"routes for: {text}", markup=False)
+        console.print(why(decision), markup=False)
         console.print(scores_table(decision))
 
     def _use(self, name: str) -> None:
@@ -124,7 +125,7 @@ class ChatSession:
         if decision is None:
             label = f"{stream.route} (fixed)"
         else:
-            label = f"{decision.route} {decision.score:.3f}" + (" (margin fallback)" if decision.fallback else "")
+            label = route_label(decision)
         console.print(f"[dim]→ {label}[/]")
         pieces: list[str] = []
         start = time.perf_counter()
@@ -185,14 +186,15 @@ def register(app: typer.Typer) -> None:
         general: bool = typer.Option(False, "--general", help="Start with the plain base model (no injection)."),
         max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Answer length budget in tokens."),
         history_turns: int = typer.Option(8, "--history-turns", help="Earlier turns kept in the prompt."),
-        router_encoder: str = RouterEncoderOpt, margin: float = MarginOpt,
+        router_encoder: str = RouterEncoderOpt, margin: float = MarginOpt, min_confidence: list[str] = MinConfidenceOpt,
         profile: str = ProfileOpt, base: str = BaseOpt, expert: str = ExpertOpt,
     ) -> None:
-        """Chat with routing between general and the installed domains; answers stream as they are written."""
+        """Chat with routing between general and the installed domains; answers stream as they are written,
+        each after its route and the router's confidence."""
         forced = forced_route(domain, general)
         if history_turns < 0:
             raise InputError(f"--history-turns must be >= 0; got {history_turns}.")
-        gag = load_gag(profile, base, expert, None, max_new_tokens, router_encoder, margin)
+        gag = load_gag(profile, base, expert, None, max_new_tokens, router_encoder, margin, min_confidence)
         if forced is not None:
             gag.resolve(forced)  # an unavailable domain says why, an unknown one lists the loaded ones
         session = ChatSession(gag, forced=forced, history_turns=history_turns)

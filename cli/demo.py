@@ -33,6 +33,7 @@ def register(app: typer.Typer) -> None:
         from gag_core.module import DomainModule
         from gag_core.training.config import load_config
         from gag_core.training.train_domain import TrainInputs, train_domain
+        from gag_plugins.api import GENERAL_QUESTIONS
         from gag_plugins.manager import collect
 
         datasets = collect("register_datasets")
@@ -50,7 +51,8 @@ def register(app: typer.Typer) -> None:
             console.rule("[bold]Training the demo domain (embedded SmolLM2-135M, CPU)")
             inputs = TrainInputs(DEMO, data / "train.jsonl", data / "corpus.jsonl", data / "dev.jsonl",
                                  [data / "unaligned_train.jsonl"],
-                                 "Fictional minerals (invented entities): colour, crystal system, discoverer, site, year.")
+                                 "Fictional minerals (invented entities): colour, crystal system, discoverer, site, year.",
+                                 general_questions=GENERAL_QUESTIONS)
             started = time.time()
             with stage_progress() as progress:
                 train_domain(inputs, cfg, build, progress=progress)

@@ -71,6 +71,24 @@ def _summary(d: InstalledDomain, m: Manifest) -> tuple[Table, Table]:
     return facts, files
 
 
+def _updates(history: list[dict]) -> str:
+    """'-' for a module never updated, else the count and the last update's date."""
+    return f"{len(history)} (last {history[-1].get('date', '?')})" if history else "-"
+
+
+def _history_table(history: list[dict]) -> Table:
+    """One row per `gag update-domain`: versions, the parent manifest's hash, date and what was added."""
+    table = Table(title="update history", title_justify="left")
+    for col in ("version", "parent", "parent sha256", "date", "new QA", "corrections", "documents", "replayed"):
+        table.add_column(col)
+    for h in history:
+        added = h.get("added") or {}
+        table.add_row(*(str(x) for x in (h.get("version"), h.get("parent_version"), str(h.get("parent_sha256"))[:12],
+                                         h.get("date"), added.get("new_facts"), added.get("corrections"),
+                                         added.get("documents"), added.get("replayed_rows"))))
+    return table
+
+
 def list_domains(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     check: bool = typer.Option(False, "--check", help="Load the base model and check each domain's base "
@@ -86,6 +104,7 @@ def list_domains(
         err_console.print(f"[yellow]Warning:[/] {msg}")
     rows = [{"name": d.name, "source": d.source, "version": d.manifest.version if d.manifest else "?",
              "base": d.manifest.base["id"] if d.manifest else "?", "origin": d.origin,
+             "updates": _updates(d.manifest.history) if d.manifest else "-",
              "distribution": d.distribution, "path": str(d.path),
              "description": d.manifest.description if d.manifest else "unreadable manifest"}
             for d in domains.values()]
@@ -101,7 +120,10 @@ def list_domains(
         console.print("No domains installed. Try `gag demo`, or `gag install-domain SOURCE`.")
         return
     table = Table(title="gag domains")
-    columns = ["name", "source", "version", "base"] + (["compatible"] if check else []) + ["origin", "description"]
+    updated = any(r["updates"] != "-" for r in rows)  # the column only when some domain was updated (narrow terminals)
+    columns = ["name", "source", "version"] + (["updates"] if updated else []) + ["base"]
+    columns += ["compatible"] if check else []
+    columns += ["origin", "description"]
     for col in columns:
         table.add_column(col)
     for r in rows:
@@ -125,6 +147,8 @@ def info(
         return
     for part in _summary(d, manifest):
         console.print(part)
+    if manifest.history:
+        console.print(_history_table(manifest.history))
     console.print("[green]verified[/]: every file's sha256, type and tensor shapes match the manifest.")
 
 

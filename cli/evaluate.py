@@ -1,6 +1,7 @@
 """``gag eval`` (base / expert / GAG / RAG side by side on one domain) and ``gag eval-router``.
 
-Thin: the work is in :mod:`gag_core.evaluation.harness` and :mod:`gag_core.evaluation.routing`.
+Thin: the work is in :mod:`gag_core.evaluation.harness`, :mod:`gag_core.evaluation.routing` and
+:mod:`gag_core.evaluation.router_report`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from gag_core.errors import ConfigError
 from .ask import BaseOpt, ExpertOpt, ProfileOpt, RouterEncoderOpt, load_gag
 from .console import console, handle_errors
 from .progress import stage_progress
-from .route import MarginOpt
+from .route import MarginOpt, MinConfidenceOpt
 
 EVAL_COLUMNS = ["method", "n", "containment", "exact_match", "token_f1", "sts", "bertscore", "prompt_tokens",
                 "latency_median_s", "latency_p95_s"]
 ROUTER_COLUMNS = ["route", "support", "predicted", "precision", "recall", "f1"]
+QUALITY_COLUMNS = ["router", "n", "accuracy", "general_to_domain", "domain_to_general", "domain_to_domain", "ece"]
 
 
 def _int_list(text: str, option: str) -> list[int]:
@@ -117,15 +119,35 @@ def eval_cmd(
                   f"predictions.jsonl to {out}")
 
 
+def load_routing(profile: str, expert: str | None, router_encoder: str | None, margin: float | None,
+                 min_confidence: list[str]):
+    """The router over every installed domain, without a language model (like ``gag route``)."""
+    from gag_plugins.api import load_router
+
+    from .console import err_console
+    from .route import parse_min_confidence
+
+    with console.status("Loading the router…"):
+        router, unavailable = load_router(profile=profile, expert=expert, router_encoder=router_encoder,
+                                          margin=margin, **parse_min_confidence(min_confidence))
+    for name, reason in unavailable.items():
+        err_console.print(f"[yellow]Skipping domain {name}:[/] {reason}")
+    return router
+
+
 @handle_errors
 def eval_router_cmd(
     data: Path = typer.Option(..., "--data", help="JSONL rows with 'question' and 'domain' (a domain or general)."),
     out: Path = typer.Option(Path("gag-eval") / "router", "--out", help="Output folder."),
     limit: int = typer.Option(0, "--limit", help="Evaluate only the first N rows (0 = all)."),
-    profile: str = ProfileOpt, base: str = BaseOpt, expert: str = ExpertOpt,
-    router_encoder: str = RouterEncoderOpt, margin: float = MarginOpt,
+    route_field: str = typer.Option("domain", "--route-field", help="Field of the gold route."),
+    kind_field: str = typer.Option("kind", "--kind-field", help="Optional field to break accuracy down by."),
+    compare_dense: bool = typer.Option(False, "--compare-dense", help="Also evaluate without lexical evidence."),
+    profile: str = ProfileOpt, expert: str = ExpertOpt, router_encoder: str = RouterEncoderOpt,
+    margin: float = MarginOpt, min_confidence: list[str] = MinConfidenceOpt,
 ) -> None:
-    """Routing accuracy over every installed domain: per-route precision/recall and a confusion matrix."""
+    """Routing over every installed domain: accuracy, general -> domain leakage, domain -> general misses,
+    calibration error (ECE) with a reliability plot, per-route precision/recall and a confusion matrix."""
     from gag_core.evaluation.harness import load_rows
     from gag_core.evaluation.report import markdown_table, write_report
     from gag_core.evaluation.routing import evaluate_router, write_confusion_png
@@ -133,9 +155,15 @@ def eval_router_cmd(
     from .tables import render_rich_table
 
     rows = load_rows(data, limit)
-    gag = load_gag(profile, base, expert, None, 64, router_encoder, margin)
+    router = load_routing(profile, expert, router_encoder, margin, min_confidence)
     with console.status("Routing…"):
-        result = evaluate_router(gag, rows)
+        result = evaluate_router(router, rows, route_field=route_field)
+    quality = {"installed": routing_quality(result, rows, kind_field)}
+    if compare_dense and callable(getattr(router, "remove_lexical", None)):
+        router.remove_lexical()
+        quality["dense only"] = routing_quality(evaluate_router(router, rows, route_field=route_field), rows,
+                                                kind_field)
+    result["quality"] = quality
     title = f"gag eval-router — {result['n']} questions ({data.name}), accuracy {result['accuracy']:.3f}"
     plots = {"routing recall by route": ("gold route", "recall",
                                          {r["route"]: r["recall"] for r in result["per_route"]
@@ -148,9 +176,48 @@ def eval_router_cmd(
     with open(written["results.md"], "a", encoding="utf-8") as f:
         f.write(f"\nAccuracy: **{result['accuracy']:.3f}** over {result['n']} questions.\n\n## Confusion matrix\n\n"
                 + markdown_table(matrix_rows, ["gold \\ routed", *labels]) + "\n\n![confusion matrix]"
-                "(confusion_matrix.png)\n")
+                "(confusion_matrix.png)\n" + quality_markdown(quality, out))
     console.print(render_rich_table(result["per_route"], ROUTER_COLUMNS, title))
+    print_quality(quality)
     console.print(f"[green]Wrote[/] results.json, results.md, router.json, confusion_matrix.png to {out}")
+
+
+def routing_quality(result: dict, rows: list[dict], kind_field: str) -> dict:
+    """Leakage, misses and calibration of an ``evaluate_router`` result (see ``routing_report``)."""
+    from gag_core.evaluation.router_report import routing_report
+
+    predictions = result["predictions"]
+    kinds = [str(r.get(kind_field, "")) for r in rows[:len(predictions)]]
+    confidences = [p.get("confidence") for p in predictions]
+    return routing_report([p["gold"] for p in predictions], [p["route"] for p in predictions],
+                          confidences if all(c is not None for c in confidences) else None,
+                          kinds if any(kinds) else None)
+
+
+def print_quality(quality: dict) -> None:
+    from .tables import render_rich_table
+
+    rows = [{"router": name, **q} for name, q in quality.items()]
+    console.print(render_rich_table(rows, QUALITY_COLUMNS, "Routing quality (ECE: calibrated routers only)"))
+    first = next(iter(quality.values()))
+    if first.get("per_kind"):
+        table = [{"kind": k, "n": v["n"], **{name: q["per_kind"][k]["accuracy"] for name, q in quality.items()}}
+                 for k, v in first["per_kind"].items()]
+        console.print(render_rich_table(table, ["kind", "n", *quality], "Accuracy per kind"))
+
+
+def quality_markdown(quality: dict, out: Path) -> str:
+    """The quality table for results.md, and the reliability plot when the router is calibrated."""
+    from gag_core.calibration import write_reliability_png
+    from gag_core.evaluation.report import markdown_table
+
+    text = "\n## Leakage, misses and calibration\n\n" + markdown_table(
+        [{"router": name, **q} for name, q in quality.items()], QUALITY_COLUMNS) + "\n"
+    curves = {name: q["reliability"] for name, q in quality.items() if q["reliability"]}
+    if curves:
+        write_reliability_png(out / "reliability.png", curves)
+        text += "\n![reliability](reliability.png)\n"
+    return text
 
 
 def register(app: typer.Typer) -> None:

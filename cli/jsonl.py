@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from gag_core.errors import DataError
+from gag_core.jsonl import append_objects as append_rows  # noqa: F401  (the CLI's name)
 from gag_core.jsonl import iter_objects
 
 
-def read_questions(path: Path, field: str = "question") -> list[str]:
+def read_questions(path: Path, field: str = "question", skipped: list[str] | None = None) -> list[str]:
+    """The questions of a JSONL file. A bad line (not JSON, not UTF-8, no question) raises a DataError naming the
+    file and line; with a ``skipped`` list it is recorded there ("PATH:N: why") and left out instead."""
+    bad: list[str] = []
     out = []
-    for lineno, row in iter_objects(path):
+    for lineno, row in iter_objects(path, errors=bad):
         q = row.get(field)
         if not isinstance(q, str) or not q.strip():
-            raise DataError(f"{path}:{lineno}: expected a non-empty string field {field!r}.")
-        out.append(q)
+            bad.append(f"line {lineno}: expected a non-empty string field {field!r}")
+        else:
+            out.append(q)
+    bad = [f"{path}:{b[5:]}" for b in sorted(bad, key=lambda b: int(b.split(":")[0][5:]))]
+    if bad and skipped is None:
+        raise DataError(f"{bad[0]}." + (f" ({len(bad) - 1} more bad lines)" if len(bad) > 1 else ""))
+    if skipped is not None:
+        skipped.extend(bad)
+    if not out:
+        raise DataError(f"{path} holds no questions; put one JSON object with a {field!r} field on each line.")
     return out
 
 
@@ -43,11 +54,3 @@ def completed_rows(path: Path, questions: list[str]) -> int:
         with open(path, "r+b") as f:
             f.truncate(keep)
     return done
-
-
-def append_rows(path: Path, rows: list[dict]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())

@@ -15,9 +15,9 @@ app = typer.Typer(
 def _register() -> None:
     from gag_plugins.manager import load_plugins
 
-    from . import ask, chat, demo, distribute, domains, evaluate, models_cmd, route, serve, train
+    from . import ask, chat, demo, distribute, domains, evaluate, models_cmd, route, serve, train, update
 
-    for mod in (models_cmd, domains, ask, train, demo, route, chat, evaluate, distribute, serve):
+    for mod in (models_cmd, domains, ask, train, update, demo, route, chat, evaluate, distribute, serve):
         mod.register(app)
     load_plugins().hook.register_commands(cli=app)
 

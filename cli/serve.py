@@ -70,16 +70,16 @@ def register(app: typer.Typer) -> None:
             return GAG.from_installed(wanted, profile=profile, base=base, expert=expert,
                                       max_new_tokens=default_max_tokens, router_encoder=router_encoder)
 
-        _run(build_service, settings, host, port, log_level)
+        _run(build_service, settings, host, port, log_level, refresh=lambda service: service.refresh(wanted))
 
 
-def _run(build_service, settings, host: str, port: int, log_level: str) -> None:
+def _run(build_service, settings, host: str, port: int, log_level: str, refresh=None) -> None:
     import uvicorn
 
     from gag_core.serving.app import create_app
     from gag_core.serving.engine import Engine
 
-    engine = Engine(build_service, settings)
+    engine = Engine(build_service, settings, refresh=refresh)  # reload: in place, one base in memory
     with console.status("Loading the base model, the domains and the router…"):
         engine.start()
     service = engine.service

@@ -1,7 +1,8 @@
-"""``gag train-domain``: QA pairs (+ corpus) -> an installable domain module, every stage resumable."""
+"""``gag train-domain``: QA pairs and/or documents -> an installable domain module, every stage resumable."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -17,9 +18,16 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def train_domain_cmd(
         name: str = typer.Argument(..., help="Domain name (lowercase letters, digits, - _ .)."),
-        qa: Path = typer.Option(..., "--qa", help="Training QA pairs, JSONL with question/answer fields."),
-        corpus: Path = typer.Option(None, "--corpus", help="Raw corpus for domain-adaptive pretraining: JSONL "
-                                    "(text field), a .txt/.md file, or a folder of them."),
+        qa: Path = typer.Option(None, "--qa", help="Training QA pairs, JSONL with question/answer fields (optional "
+                                "with --corpus: QA is then written from the documents)."),
+        corpus: Path = typer.Option(None, "--corpus", help="Documents: JSONL (text, optional title), a .txt/.md "
+                                    "file, or a folder of them; long ones are cut into passages."),
+        mix: str = typer.Option(None, "--mix", help="Stage I: sequential (DAPT, then QA) or mixed (documents and QA "
+                                "interleaved in every epoch)."),
+        augment: list[str] = typer.Option([], "--augment", help="Augmenter run over the documents before Stage I "
+                                          "(repeatable): rewrite, synthetic-qa, or a plugin's."),
+        qa_generator: str = typer.Option(None, "--qa-generator", help="Model id/folder that writes synthetic QA "
+                                         "(default: the profile's base model)."),
         dev: Path = typer.Option(None, "--dev", help="Dev QA pairs evaluated after each alignment epoch."),
         expert_only: list[Path] = typer.Option([], "--expert-only-qa", help="QA used in Stage I only (repeatable)."),
         profile: str = typer.Option("embedded", "--profile", help="embedded (CPU, SmolLM2) or paper (Qwen3-8B/1.7B)."),
@@ -42,24 +50,56 @@ def register(app: typer.Typer) -> None:
         router prototypes, model card. Rerun the same command to resume after an interruption.
 
         Run under `accelerate launch` for data-parallel training."""
-        from gag_core.install import install_folder
-        from gag_core.training.config import load_config, with_readout_kind
         from gag_core.training.train_domain import TrainInputs, TrainRun, train_domain
+        from gag_plugins.api import GENERAL_QUESTIONS
+        from gag_plugins.manager import collect
 
         overrides = {"base": base, "expert": expert, "question_field": question_field, "answer_field": answer_field,
+                     "stage1": {"mix": mix, "augment": list(augment) or None},
                      "stage2": {"projector": projector, "epochs": epochs or None}}
-        cfg = load_config(config, profile, overrides)
-        if readout:  # another kind starts from its own defaults; the profile's kind keeps the profile's settings
-            cfg = with_readout_kind(cfg, readout)
         out = out or gag_home() / "builds" / name
-        inputs = TrainInputs(name, qa, corpus, dev, list(expert_only))
+        inputs = TrainInputs(name, qa, corpus, dev, list(expert_only), general_questions=GENERAL_QUESTIONS)
+        augmenters = collect("register_augmenters")
+        cfg = _training_config(config, profile, overrides, readout, qa_generator, inputs, augmenters)
         with stage_progress() as progress:
-            run = TrainRun(progress=progress, num_shards=num_shards, shard_rank=shard_rank, readouts_only=readouts_only)
+            run = TrainRun(progress=progress, num_shards=num_shards, shard_rank=shard_rank, readouts_only=readouts_only,
+                           augmenters=augmenters)
             folder = train_domain(inputs, cfg, out, run)
-        if folder is None:
-            console.print("Readout shards written; run without --readouts-only to finish.")
-            return
-        console.print(f"[green]Module written[/] → {folder}")
-        if install:
-            installed = install_folder(folder, force=True)
-            console.print(f"[green]Installed[/] domain [bold]{installed.name}[/]")
+        _finish(folder, install)
+
+
+def _finish(folder: Path | None, install: bool) -> None:
+    from gag_core.install import install_folder
+
+    if folder is None:
+        console.print("Readout shards written; run without --readouts-only to finish.")
+        return
+    console.print(f"[green]Module written[/] → {folder}")
+    if install:
+        installed = install_folder(folder, force=True)
+        console.print(f"[green]Installed[/] domain [bold]{installed.name}[/]")
+
+
+def _training_config(config: Path | None, profile: str, overrides: dict, readout: str | None,
+                     qa_generator: str | None, inputs, augmenters: dict):
+    """The profile's defaults, the --config file, then the options; synthetic QA turned on (with a note) for
+    documents only; every augmenter's settings checked before any model loads."""
+    from gag_core.errors import ConfigError
+    from gag_core.training.augment_stage import QA_FROM_DOCUMENTS, build_augmenters, for_documents_only
+    from gag_core.training.config import load_config, with_readout_kind
+
+    cfg = load_config(config, profile, overrides)
+    if readout:  # another kind starts from its own defaults; the profile's kind keeps the profile's settings
+        cfg = with_readout_kind(cfg, readout)
+    cfg, note = for_documents_only(cfg, inputs)
+    if note:
+        console.print(f"[yellow]note:[/] {note}")
+    if qa_generator:
+        if QA_FROM_DOCUMENTS not in cfg.stage1.augment:
+            raise ConfigError(f"--qa-generator sets the {QA_FROM_DOCUMENTS} augmenter's generator; turn it on with "
+                              f"--augment {QA_FROM_DOCUMENTS}.")
+        options = dict(cfg.stage1.augment_options)
+        options[QA_FROM_DOCUMENTS] = {**options.get(QA_FROM_DOCUMENTS, {}), "generator": qa_generator}
+        cfg = replace(cfg, stage1=replace(cfg.stage1, augment_options=options))
+    build_augmenters(cfg, augmenters)
+    return cfg

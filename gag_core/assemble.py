@@ -31,6 +31,11 @@ def model_card(manifest: Manifest) -> str:
             f"gag ask --domain {manifest.name} \"your question\"", "```", ""]
     if t.get("data"):
         body += ["## Training data", "", "```json", json.dumps(t["data"], indent=2, sort_keys=True), "```", ""]
+    if manifest.history:
+        body += ["## Update history", "", "| version | parent (manifest sha256) | date | added |", "|---|---|---|---|"]
+        body += [f"| {h.get('version')} | {h.get('parent_version')} (`{str(h.get('parent_sha256', ''))[:12]}`) | "
+                 f"{h.get('date')} | {json.dumps(h.get('added', {}), sort_keys=True)} |" for h in manifest.history]
+        body.append("")
     if t.get("metrics"):
         body += ["## Metrics", "", "| metric | value |", "|---|---|"]
         body += [f"| {k} | {v} |" for k, v in sorted(t["metrics"].items())] + [""]
@@ -42,8 +47,11 @@ def model_card(manifest: Manifest) -> str:
 def assemble_module(out_dir: Path, *, name: str, base_id: str, base_model, expert_id: str, expert_model,
                     adapter_dir: Path | None, readout: ReadoutConfig, projector: ProjectorBundle,
                     prototypes: torch.Tensor, exemplars: list[str], encoder: str, prompt: dict | None = None,
-                    description: str = "", version: str = "0.1.0", training: dict | None = None) -> Path:
-    """Write a complete, verified module folder. ``expert_model`` is a PeftModel when ``adapter_dir`` is None."""
+                    description: str = "", version: str = "0.1.0", training: dict | None = None,
+                    router_files: dict[str, str] | None = None, data_files: dict[str, str] | None = None) -> Path:
+    """Write a complete, verified module folder. ``expert_model`` is a PeftModel when ``adapter_dir`` is None.
+    ``router_files``: the optional lexical index and calibration questions (``module.LEXICAL``/``CALIBRATION``);
+    ``data_files``: the training data update-domain replays (``module.TRAIN_QA``/``CORPUS_SAMPLE``)."""
     manifest = Manifest(
         name=name, version=version, description=description,
         base={"id": canonical_model_id(base_id), "hidden_size": hidden_size(base_model),
@@ -57,6 +65,8 @@ def assemble_module(out_dir: Path, *, name: str, base_id: str, base_model, exper
             sub = Path(tmp) / expert_model.active_adapter
             src = sub if (sub / "adapter_config.json").exists() else Path(tmp)
             return write_module(Path(out_dir), manifest, projector=projector, adapter_dir=src, prototypes=prototypes,
-                                exemplars=exemplars, card=model_card(manifest))
+                                exemplars=exemplars, card=model_card(manifest), router_files=router_files,
+                                data_files=data_files)
     return write_module(Path(out_dir), manifest, projector=projector, adapter_dir=Path(adapter_dir),
-                        prototypes=prototypes, exemplars=exemplars, card=model_card(manifest))
+                        prototypes=prototypes, exemplars=exemplars, card=model_card(manifest), router_files=router_files,
+                        data_files=data_files)

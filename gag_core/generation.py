@@ -42,7 +42,7 @@ class GenerationOptions:
 
 @dataclass
 class Generated:
-    text: str  # the decoded completion (special tokens skipped), cut before the first stop string
+    text: str  # the decoded completion (special tokens skipped, outer whitespace stripped), cut before a stop string
     completion_tokens: int  # tokens the row generated, its end-of-sequence token not counted
     finish_reason: str  # "stop" (eos or a stop string), "length" (budget spent) or "cancelled"
     token_ids: list[int] = field(default_factory=list)  # the completion's tokens (eos excluded)
@@ -111,11 +111,12 @@ class _Rows:
         self._emit(row, _held_back(text, self.options.stop))
 
     def _decode(self, row: int) -> str:
-        return self.tokenizer.decode(self.ids[row], skip_special_tokens=True)
+        """The row's text so far, leading whitespace dropped (what a streamed answer and its final text share)."""
+        return self.tokenizer.decode(self.ids[row], skip_special_tokens=True).lstrip()
 
     def _finish(self, row: int, reason: str, text: str | None = None) -> None:
         self.reason[row] = reason
-        self.text[row] = self._decode(row) if text is None else text
+        self.text[row] = (self._decode(row) if text is None else text).rstrip()
         self._emit(row, len(self.text[row]))
 
     def _emit(self, row: int, end: int) -> None:

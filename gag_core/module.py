@@ -7,6 +7,8 @@ expert/adapter_model.safetensors
 projector.safetensors           layer mixer + projector
 router/prototypes.safetensors   k-means prototypes of the training questions
 router/exemplars.jsonl          exemplar questions (to rebuild prototypes with another encoder)
+router/lexical.json             optional: term document frequencies for hybrid routing (gag_core.lexical)
+router/calibration.json         optional: held-out questions for the router's calibration (gag_core.calibration)
 README.md                       Hugging Face model card
 ```
 """
@@ -38,18 +40,25 @@ ADAPTER_WEIGHTS = "expert/adapter_model.safetensors"
 PROJECTOR = "projector.safetensors"
 PROTOTYPES = "router/prototypes.safetensors"
 EXEMPLARS = "router/exemplars.jsonl"
+LEXICAL = "router/lexical.json"  # optional, like CALIBRATION: modules built before hybrid routing have neither
+CALIBRATION = "router/calibration.json"
 CARD = "README.md"
+TRAIN_QA = "data/train_qa.jsonl"  # optional, like CORPUS_SAMPLE: the data `gag update-domain` replays
+CORPUS_SAMPLE = "data/corpus_sample.jsonl"
 REQUIRED_FILES = (ADAPTER_CONFIG, ADAPTER_WEIGHTS, PROJECTOR, PROTOTYPES, EXEMPLARS)
 MANIFEST_KEYS = {"format_version", "name", "version", "description", "base", "expert", "readout", "projector",
-                 "prompt", "router", "files", "training"}
+                 "prompt", "router", "files", "training", "history"}
 MAX_MANIFEST_BYTES = 4 * 1024**2
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 
+RESERVED_NAMES = ("general", "auto")  # the plain base; "route it for me" (gag serve's model names)
+
+
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name) or name == "general":
+    if not isinstance(name, str) or not NAME_RE.match(name) or name in RESERVED_NAMES:
         raise ModuleFormatError(f"Invalid domain name {name!r}: use 1-64 lowercase letters, digits, '-', '_' or '.', "
-                                "starting with a letter or digit ('general' is reserved).")
+                                "starting with a letter or digit ('general' and 'auto' are reserved route names).")
     return name
 
 
@@ -66,13 +75,15 @@ class Manifest:
     description: str = ""
     training: dict = field(default_factory=dict)
     files: dict = field(default_factory=dict)  # {relpath: sha256}
+    history: list = field(default_factory=list)  # one entry per `gag update-domain` (absent when never updated)
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict:
         return {"format_version": self.format_version, "name": self.name, "version": self.version,
                 "description": self.description, "base": self.base, "expert": self.expert,
                 "readout": self.readout.to_dict(), "projector": self.projector.to_dict(), "prompt": self.prompt,
-                "router": self.router, "training": self.training, "files": dict(sorted(self.files.items()))}
+                "router": self.router, "training": self.training, "files": dict(sorted(self.files.items())),
+                **({"history": self.history} if self.history else {})}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
@@ -100,6 +111,9 @@ class Manifest:
                                     "and refuses manifests it does not fully understand.")
         check_manifest_fields(data, MANIFEST)
         check_file_hashes(data.get("files") or {})
+        history = data.get("history", [])
+        if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+            raise ModuleFormatError(f"{MANIFEST}: 'history' must be a list of objects (one per update).")
         try:
             readout = ReadoutConfig(**data["readout"])
             projector = ProjectorConfig(**data["projector"])
@@ -107,7 +121,7 @@ class Manifest:
                     readout=readout, projector=projector, router=dict(data["router"]),
                     prompt=dict(data.get("prompt") or {}), version=str(data.get("version", "0.1.0")),
                     description=str(data.get("description", "")), training=dict(data.get("training") or {}),
-                    files=dict(data.get("files") or {}))
+                    files=dict(data.get("files") or {}), history=list(history))
         except (KeyError, TypeError) as exc:
             raise ModuleFormatError(f"{MANIFEST} is missing or has a malformed field: {exc}. Re-export the module.") from None
         for key in ("id", "hidden_size", "fingerprint"):
@@ -196,6 +210,7 @@ def verify_module(folder: Path, limits: SizeLimits | None = None) -> Manifest:
         raise ModuleFormatError(f"{PROTOTYPES} must hold 'prototypes' of shape [n, {manifest.router.get('dim')}]; "
                                 f"found {protos}.")
     check_adapter_config(_read_json(files[ADAPTER_CONFIG]), ADAPTER_CONFIG)
+    _check_router_files(files)
     for name, info in read_safetensors_header(files[ADAPTER_WEIGHTS]).items():
         if "lora_" not in name:
             raise ModuleFormatError(f"{ADAPTER_WEIGHTS} holds {name!r}, which is not a LoRA tensor.")
@@ -203,6 +218,17 @@ def verify_module(folder: Path, limits: SizeLimits | None = None) -> Manifest:
             raise ModuleFormatError(f"{ADAPTER_WEIGHTS}: tensor {name!r} of shape {info['shape']} is implausibly large "
                                     f"for an expert of hidden size {manifest.expert.get('hidden_size')}.")
     return manifest
+
+
+def _check_router_files(files: dict[str, Path]) -> None:
+    """The optional routing files must parse (their hashes were checked with every other file's)."""
+    from .calibration import read_route_calibration
+    from .lexical import LexicalIndex
+
+    if LEXICAL in files:
+        LexicalIndex.load(files[LEXICAL])
+    if CALIBRATION in files:
+        read_route_calibration(files[CALIBRATION].read_text(encoding="utf-8"), CALIBRATION)
 
 
 def _builtin_projector(kind: str) -> bool:
@@ -238,8 +264,10 @@ def copy_module(src: Path, dst: Path, limits: SizeLimits | None = None) -> Manif
 
 
 def write_module(folder: Path, manifest: Manifest, *, projector: ProjectorBundle, adapter_dir: Path,
-                 prototypes: torch.Tensor, exemplars: list[str], card: str) -> Path:
-    """Write a complete module atomically (staging folder, then rename). Returns the folder."""
+                 prototypes: torch.Tensor, exemplars: list[str], card: str,
+                 router_files: dict[str, str] | None = None, data_files: dict[str, str] | None = None) -> Path:
+    """Write a complete module atomically (staging folder, then rename). Returns the folder.
+    ``router_files``: the optional {LEXICAL or CALIBRATION: JSON text}; ``data_files``: {TRAIN_QA, CORPUS_SAMPLE: JSONL}."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -263,6 +291,12 @@ def write_module(folder: Path, manifest: Manifest, *, projector: ProjectorBundle
             for q in exemplars:
                 f.write(json.dumps({"question": q}, ensure_ascii=False) + "\n")
         (staging / CARD).write_text(card, encoding="utf-8")
+        for rel, text in {**(router_files or {}), **(data_files or {})}.items():
+            if rel not in (LEXICAL, CALIBRATION, TRAIN_QA, CORPUS_SAMPLE):
+                raise ModuleFormatError(f"{rel} is not an optional module file; use {LEXICAL}, {CALIBRATION}, "
+                                        f"{TRAIN_QA} or {CORPUS_SAMPLE}.")
+            (staging / rel).parent.mkdir(exist_ok=True)
+            (staging / rel).write_text(text, encoding="utf-8")
         manifest.router = {**manifest.router, "num_prototypes": int(prototypes.shape[0]), "dim": int(prototypes.shape[1])}
         manifest.save(staging)
         verify_module(staging)
@@ -342,6 +376,20 @@ class DomainModule:
 
     def exemplars(self) -> list[str]:
         return [row["question"] for _, row in iter_objects(self.path / EXEMPLARS)]
+
+    def load_lexical(self):
+        """The module's :class:`~gag_core.lexical.LexicalIndex`, or None (built before hybrid routing)."""
+        from .lexical import LexicalIndex
+
+        return LexicalIndex.load(self.path / LEXICAL) if LEXICAL in self.manifest.files else None
+
+    def calibration_questions(self) -> list[str]:
+        """Held-out questions for the router's calibration ([] when the module ships none)."""
+        from .calibration import read_route_calibration
+
+        if CALIBRATION not in self.manifest.files:
+            return []
+        return read_route_calibration((self.path / CALIBRATION).read_text(encoding="utf-8"), CALIBRATION)[0]
 
     @property
     def adapter_dir(self) -> Path:

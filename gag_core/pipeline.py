@@ -58,6 +58,8 @@ class Answer:
              "finish_reason": self.finish_reason, "latency_s": round(self.latency_s, 4)}
         if self.route_score is not None:
             d["route_score"] = round(float(self.route_score), 4)
+        if self.decision is not None and self.decision.confidence is not None:  # calibrated routers
+            d["route_confidence"] = round(float(self.decision.confidence), 4)
         d.update(self.extra)
         return d
 
@@ -172,9 +174,11 @@ class GagPipeline:
     def remove_domain(self, name: str) -> None:
         """Detach a loaded domain and delete its adapter from the expert backbone."""
         d = self.domain(name)
-        model = self.experts[d.expert_id][0]
-        if name in getattr(model, "peft_config", {}):
-            model.delete_adapter(name)
+        slot = self.experts[d.expert_id]
+        if name in getattr(slot[0], "peft_config", {}):
+            slot[0].delete_adapter(name)
+            if not slot[0].peft_config:  # no adapter left: back to the plain backbone (peft has no active adapter)
+                slot[0] = slot[0].unload()
         del self.domains[name]
 
     def domain(self, name: str) -> LoadedDomain:

@@ -5,6 +5,9 @@ its training questions); a route's score is the highest cosine between the query
 the best-scoring route wins. ``general`` is an ordinary competitor whose prototypes come from general
 questions. Adding a domain only adds its prototypes: the scores of the other routes do not move, so a new
 domain can take over the queries it wins and no others (with ``margin=0``; see :class:`PrototypeRouter`).
+
+A domain with a lexical index (``router/lexical.json``) gets a hybrid score, and a router whose domains ship
+calibration questions reports a calibrated confidence and abstains below a minimum (:mod:`gag_core.hybrid`).
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError, DataError
+from .calibration import Calibration
 from .generation import pad_id
+from .hybrid import DEFAULT_MIN_CONFIDENCE, Policy, Scored, decide, fit_router_calibration, hybrid_scores
 from .jsonl import iter_objects
+from .lexical import Background, LexicalScorer
 from .models import adapters_off
 from .paths import cache_dir
 from .routes import GENERAL, RouteDecision
@@ -209,40 +215,81 @@ def module_prototypes(module, encoder: Encoder, cache_folder: Path, k: int = DEF
 # --- the router --------------------------------------------------------------------------------------
 
 class PrototypeRouter:
-    """Route a query to ``general`` or a domain: argmax over routes of max cosine to the route's prototypes.
+    """Route a query to ``general`` or a domain: argmax over routes of max cosine to the route's prototypes
+    (plus the lexical bonus of a hybrid route, :mod:`gag_core.hybrid`).
 
-    ``margin`` (default 0, off): when the winner is a domain and leads the runner-up by less than
+    Abstention: with a calibration and ``min_confidence``, a domain winner below it goes to ``general``;
+    otherwise ``margin`` (default 0, off): when the winner is a domain and leads the runner-up by less than
     ``margin``, the query goes to ``general`` instead. With ``margin=0`` a newly added domain changes only
     the routes of queries it wins; with a margin it can also send a query it nearly wins back to general
     (never to itself).
     """
 
-    def __init__(self, encoder: Encoder, margin: float = 0.0):
+    def __init__(self, encoder: Encoder, margin: float = 0.0, *, min_confidence: float | None = None,
+                 per_domain: Mapping[str, float] | None = None, general_questions: list[str] | None = None,
+                 cache_folder: Path | None = None):
+        """``min_confidence`` (and its ``per_domain`` overrides) replaces the margin once the router is
+        calibrated; ``general_questions`` are what the calibration's general slice is cut from."""
         if margin < 0:
             raise ConfigError(f"The routing margin must be >= 0; got {margin}.")
         self.encoder = encoder
         self.margin = float(margin)
+        self.policy = Policy(self.margin, min_confidence, dict(per_domain or {}))
         self.prototypes: dict[str, torch.Tensor] = {}  # route -> [n, dim], unit rows; insertion order = tie order
+        self.lexical: dict[str, LexicalScorer] = {}  # route -> its lexical scorer (hybrid routes only)
+        self.calibration_questions: dict[str, list[str]] = {}  # route -> held-out questions for calibration
+        self.general_questions = list(general_questions or [])
+        self.background = Background.build(self.general_questions) if general_questions is not None else None
+        self.cache_folder = cache_folder
         self._fused: tuple[torch.Tensor, torch.Tensor] | None = None  # all prototypes + the route index of each
+        self._calibration: tuple[Calibration | None] | None = None  # fitted on first use after a change
 
     @property
     def routes(self) -> list[str]:
         return list(self.prototypes)
 
-    def add_route(self, name: str, prototypes: torch.Tensor) -> None:
+    def add_route(self, name: str, prototypes: torch.Tensor, *, lexical: LexicalScorer | None = None,
+                  calibration_questions: list[str] | None = None) -> None:
+        """A route; ``lexical`` makes its score hybrid, ``calibration_questions`` (held out from its
+        prototypes) join the calibration, which is refitted on first use."""
         if prototypes.dim() != 2 or prototypes.shape[0] == 0 or prototypes.shape[1] != self.encoder.dim:
             raise ConfigError(f"Prototypes of route {name!r} must be [n >= 1, {self.encoder.dim}] for encoder "
                               f"{self.encoder.name!r}; got {tuple(prototypes.shape)}. Rebuild them with this encoder.")
+        self.remove_route(name)
         self.prototypes[name] = F.normalize(prototypes.detach().float().cpu(), dim=-1)
-        self._fused = None
+        if lexical is not None:
+            self.lexical[name] = lexical
+        if calibration_questions:
+            self.calibration_questions[name] = list(calibration_questions)
+
+    def add_module(self, module, k: int = DEFAULT_PROTOTYPES) -> None:
+        """A domain module's route: its prototypes (rebuilt for another encoder), its lexical index read
+        against this router's background, and its calibration questions (older modules: dense only)."""
+        index = module.load_lexical() if self.background is not None else None
+        lexical = None if index is None else LexicalScorer(index, self.background, module.exemplars())
+        self.add_route(module.name, module_prototypes(module, self.encoder, prototype_cache(), k), lexical=lexical,
+                       calibration_questions=module.calibration_questions())
 
     def add_questions(self, name: str, questions: list[str], k: int = DEFAULT_PROTOTYPES, seed: int = 0) -> None:
         """Add a route from example questions (encoded and clustered here)."""
         self.add_route(name, build_prototypes(self.encoder.encode(list(questions)), k=k, seed=seed))
 
     def remove_route(self, name: str) -> None:
-        self.prototypes.pop(name, None)
-        self._fused = None
+        for table in (self.prototypes, self.lexical, self.calibration_questions):
+            table.pop(name, None)
+        self._fused = self._calibration = None
+
+    def remove_lexical(self) -> None:
+        """Score every route by its cosine alone (dense-only PPR); the calibration is refitted for that."""
+        self.lexical.clear()
+        self._calibration = None
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """P(correct) of a decision, fitted (or read from the cache) for the current set of routes."""
+        if self._calibration is None:
+            self._calibration = (fit_router_calibration(self, self.general_questions, self.cache_folder),)
+        return self._calibration[0]
 
     def score_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
         """[N, dim] unit rows -> [N, routes] max cosine per route (one matmul over every prototype)."""
@@ -256,27 +303,22 @@ class PrototypeRouter:
         out = sims.new_full((sims.shape[0], len(self.prototypes)), float("-inf"))
         return out.scatter_reduce(1, owner.expand_as(sims), sims, reduce="amax")
 
-    def decide(self, scores: torch.Tensor) -> list[RouteDecision]:
-        names = self.routes
-        decisions = []
-        for row in scores.tolist():
-            order = sorted(range(len(names)), key=lambda i: (-row[i], i))  # ties: the earlier route wins
-            win = order[0]
-            route, fallback = names[win], False
-            if (self.margin > 0 and route != GENERAL and GENERAL in self.prototypes and len(order) > 1
-                    and row[win] - row[order[1]] < self.margin):
-                route, fallback = GENERAL, True
-            chosen = names.index(route)
-            other = next((i for i in order if i != chosen), None)  # the runner-up: best of the rest
-            decisions.append(RouteDecision(route, row[chosen], dict(zip(names, row)), fallback,
-                                           None if other is None else names[other],
-                                           None if other is None else row[other]))
-        return decisions
+    def score(self, questions: list[str]) -> Scored:
+        """Dense and hybrid scores of every route for ``questions`` (one encoder pass)."""
+        questions = list(questions)
+        return hybrid_scores(self.score_embeddings(self.encoder.encode(questions)), questions, self.routes,
+                             self.lexical)
+
+    def decide(self, scores: torch.Tensor | Scored) -> list[RouteDecision]:
+        """Decisions from a score matrix [N, routes] (or :meth:`score`'s result): argmax, then abstention."""
+        if not isinstance(scores, Scored):
+            scores = Scored(self.routes, scores, scores, [{} for _ in range(scores.shape[0])])
+        return decide(scores, self.policy, self.calibration)
 
     def route_batch(self, questions: list[str]) -> list[RouteDecision]:
         if not questions:
             return []
-        return self.decide(self.score_embeddings(self.encoder.encode(list(questions))))
+        return self.decide(self.score(questions))
 
     def route(self, question: str) -> RouteDecision:
         return self.route_batch([question])[0]
@@ -299,12 +341,20 @@ def make_encoder(encoders: Mapping[str, Callable[..., Encoder]], name: str,
     return encoders[name](expert_backbone=expert_backbone)
 
 
-def build_router(modules: list, encoder: Encoder, margin: float | None, general_questions: Path) -> PrototypeRouter:
+def build_router(modules: list, encoder: Encoder, margin: float | None, general_questions: Path, *,
+                 min_confidence: float | None = None, per_domain: Mapping[str, float] | None = None) -> PrototypeRouter:
     """General (prototypes of ``general_questions``, cached) + one route per domain module, in order.
-    ``margin=None`` takes the encoder's measured default."""
-    router = PrototypeRouter(encoder, getattr(encoder, "default_margin", 0.0) if margin is None else margin)
+
+    Abstention: ``min_confidence`` when given; else an explicit ``margin``; else, when a module ships
+    calibration questions, DEFAULT_MIN_CONFIDENCE; else the encoder's measured margin."""
+    if min_confidence is None and margin is None and any(m.calibration_questions() for m in modules):
+        min_confidence = DEFAULT_MIN_CONFIDENCE
+    if margin is None:
+        margin = 0.0 if min_confidence is not None else getattr(encoder, "default_margin", 0.0)
+    router = PrototypeRouter(encoder, margin, min_confidence=min_confidence, per_domain=per_domain,
+                             general_questions=read_questions_file(general_questions), cache_folder=prototype_cache())
     k = getattr(encoder, "general_prototypes", GENERAL_PROTOTYPES)
     router.add_route(GENERAL, cached_prototypes(encoder, general_questions, prototype_cache(), k=k))
     for module in modules:
-        router.add_route(module.name, module_prototypes(module, encoder, prototype_cache()))
+        router.add_module(module)
     return router

@@ -21,7 +21,7 @@ from .errors import ConfigError, DomainNotFoundError, IncompatibleModuleError
 from .models import canonical_model_id
 from .module import DomainModule
 from .pipeline import Answer
-from .router import PrototypeRouter, build_router, make_encoder, module_prototypes, prototype_cache
+from .router import PrototypeRouter, build_router, make_encoder
 from .routes import GENERAL, RouteDecision
 
 
@@ -56,11 +56,14 @@ class RoutedService:
 
     def __init__(self, pipeline, *, readouts: Mapping[str, type], projectors: Mapping[str, type],
                  encoders: Mapping[str, Callable], router_encoder: str = "minilm", margin: float | None = None,
-                 general_questions: Path, expert_override: str | None = None):
+                 general_questions: Path, expert_override: str | None = None, min_confidence: float | None = None,
+                 per_domain: Mapping[str, float] | None = None):
         self.pipeline = pipeline
         self.readouts, self.projectors, self.encoders = dict(readouts), dict(projectors), dict(encoders)
         self.router_encoder = router_encoder  # a name in ``encoders``
-        self.margin = margin  # None = the encoder's measured default
+        self.margin = margin  # None = the encoder's measured default (when the router is not calibrated)
+        self.min_confidence = min_confidence  # None = the default once calibrated; see router.build_router
+        self.per_domain = dict(per_domain or {})  # domain -> its own minimum confidence
         self.general_questions = Path(general_questions)  # JSONL questions the general route's prototypes come from
         self.expert_override = expert_override  # the backbone every domain runs on, whatever its manifest names
         self.unavailable: dict[str, str] = {}  # domain -> why it could not be loaded
@@ -86,8 +89,8 @@ class RoutedService:
                 "Install the plugin that provides them.")
         self.pipeline.add_domain(module, readout_cls=readout, projector_cls=projector)
         self.unavailable.pop(module.name, None)
-        if self._router is not None:
-            self._router.add_route(module.name, module_prototypes(module, self._router.encoder, prototype_cache()))
+        if self._router is not None:  # its route only; the calibration is refitted for the new set on first use
+            self._router.add_module(module)
 
     def remove_domain(self, name: str) -> None:
         """Detach a loaded domain; its route leaves the router, no other route changes."""
@@ -121,7 +124,8 @@ class RoutedService:
         if self._router is None:
             encoder = make_encoder(self.encoders, self.router_encoder, self._expert_backbone)
             modules = [self.module(name) for name in self.pipeline.domains]  # load order = router order
-            self._router = build_router(modules, encoder, self.margin, self.general_questions)
+            self._router = build_router(modules, encoder, self.margin, self.general_questions,
+                                        min_confidence=self.min_confidence, per_domain=self.per_domain)
         return self._router
 
     def route_batch(self, questions: list[str]) -> list[RouteDecision]:

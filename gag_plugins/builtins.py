@@ -1,4 +1,4 @@
-"""gag's own readouts, projectors and encoders, registered through the same hooks as third-party plugins."""
+"""gag's own readouts, projectors, augmenters and encoders, registered through the same hooks as third-party plugins."""
 
 from gag_core.projectors import BUILTIN_PROJECTORS
 from gag_core.readouts import BUILTIN_READOUTS
@@ -16,6 +16,14 @@ def register_readouts(register):
 def register_projectors(register):
     for kind, cls in BUILTIN_PROJECTORS.items():
         register(kind, cls)
+
+
+@hookimpl
+def register_augmenters(register):
+    from gag_core.training.augment_stage import BUILTIN_AUGMENTERS
+
+    for name, cls in BUILTIN_AUGMENTERS.items():
+        register(name, cls)
 
 
 @hookimpl

@@ -22,6 +22,12 @@ def register_encoders(register):
 
 
 @hookspec
+def register_augmenters(register):
+    """Register Stage I augmenters: ``register(name, cls)``; ``cls(**options)`` has ``augment(documents, context)``
+    yielding training texts (str) and/or ``AugmentedQA`` pairs (``gag_core.training.augment``)."""
+
+
+@hookspec
 def register_domains(register):
     """Register domain module folders shipped by a package: ``register(name, path)``."""
 

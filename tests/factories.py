@@ -24,7 +24,7 @@ def tiny_lora(expert, seed=0, name="default"):
 def build_tiny_module(out: Path, *, name: str, paths: dict, readout: ReadoutConfig | None = None,
                       projector_kind: str = "mlp2x_gelu", base_key: str = "base", seed: int = 0,
                       prototypes: torch.Tensor | None = None, exemplars=None, encoder: str = "expert-mean",
-                      expert_key: str = "expert"):
+                      expert_key: str = "expert", router_files: dict[str, str] | None = None):
     base = load_causal_lm(paths[base_key])
     expert = tiny_lora(load_causal_lm(paths[expert_key], frozen=False), seed=seed)
     readout = readout or ReadoutConfig(kind="multi_slot", layers=[-1, -2, -4, -6], slots=2, max_new_tokens=6)
@@ -39,4 +39,4 @@ def build_tiny_module(out: Path, *, name: str, paths: dict, readout: ReadoutConf
     return assemble_module(out, name=name, base_id=paths[base_key], base_model=base, expert_id=paths[expert_key],
                            expert_model=expert, adapter_dir=None, readout=readout, projector=bundle,
                            prototypes=prototypes, exemplars=exemplars or ["what is x?", "tell me about y"],
-                           encoder=encoder, description=f"tiny test domain {name}")
+                           encoder=encoder, description=f"tiny test domain {name}", router_files=router_files)

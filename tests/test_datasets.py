@@ -65,7 +65,7 @@ def test_generator_rebuilds_byte_identically(name, tmp_path):
 
 def test_routing_heldout_rebuilds_byte_identically(tmp_path):
     out = tmp_path / "routing_heldout.jsonl"
-    subprocess.run([sys.executable, str(PLUGIN_DATA / "make_routing_heldout.py"), str(out)], check=True,
+    subprocess.run([sys.executable, str(PLUGIN_DATA.parent.parent / "benchmarks" / "data" / "make_routing_heldout.py"), str(out)], check=True,
                    capture_output=True, timeout=120)
     assert out.read_bytes() == ROUTING.read_bytes()
 

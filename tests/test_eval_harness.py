@@ -199,7 +199,7 @@ def test_evaluate_router_undefined_precision_and_bad_rows():
 def test_eval_router_cli_with_a_fake_gag(tmp_path, monkeypatch):
     import gag_cli.evaluate as evaluate_cli
 
-    monkeypatch.setattr(evaluate_cli, "load_gag", lambda *a: FakeRouter({q: chosen for q, _, chosen in MIXED}))
+    monkeypatch.setattr(evaluate_cli, "load_routing", lambda *a: FakeRouter({q: chosen for q, _, chosen in MIXED}))
     data = write_jsonl(tmp_path / "mixed.jsonl", [{"question": q, "domain": gold} for q, gold, _ in MIXED])
     out = tmp_path / "router"
     result = runner.invoke(app, ["eval-router", "--data", str(data), "--out", str(out)])
@@ -215,7 +215,7 @@ def test_eval_router_cli_with_a_fake_gag(tmp_path, monkeypatch):
 def test_eval_router_cli_without_routing_is_a_clean_error(tmp_path, monkeypatch):
     import gag_cli.evaluate as evaluate_cli
 
-    monkeypatch.setattr(evaluate_cli, "load_gag", lambda *a: SimpleNamespace())
+    monkeypatch.setattr(evaluate_cli, "load_routing", lambda *a: SimpleNamespace())
     data = write_jsonl(tmp_path / "mixed.jsonl", [{"question": "q", "domain": "general"}])
     result = runner.invoke(app, ["eval-router", "--data", str(data), "--out", str(tmp_path / "o")])
     assert result.exit_code == 1 and "no routing" in result.output

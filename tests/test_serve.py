@@ -164,6 +164,20 @@ def test_completions_plain_prompt_streaming_and_not(tiny_server):
     assert "".join(p.choices[0].text for p in pieces).strip() == direct(service, QUESTIONS[2], "tinydom").answer
 
 
+def test_sampling_with_a_seed_repeats_and_stop_strings_cut(tiny_server):
+    url, service, _ = tiny_server
+    api = client(url)
+    ask = lambda **kw: api.chat.completions.create(  # noqa: E731
+        model="tinydom", messages=[{"role": "user", "content": QUESTIONS[1]}], max_tokens=12, **kw)
+    first, again = ask(temperature=0.9, seed=7), ask(temperature=0.9, seed=7)
+    assert first.choices[0].message.content == again.choices[0].message.content
+    greedy = direct(service, QUESTIONS[1], "tinydom", 12).answer
+    if len(greedy) > 2:
+        cut = ask(stop=[greedy[2:4]])
+        assert cut.choices[0].message.content == greedy[:greedy.index(greedy[2:4])].strip()
+        assert cut.choices[0].finish_reason == "stop"
+
+
 def test_sixteen_concurrent_clients_are_all_answered_correctly(tiny_server):
     url, service, _ = tiny_server
     jobs = [(QUESTIONS[i % len(QUESTIONS)], ["auto", "tinydom", GENERAL][i % 3]) for i in range(16)]
@@ -233,6 +247,18 @@ def test_bad_input_is_a_4xx_error_object_and_the_server_stays_healthy(tiny_serve
     assert httpx2.get(f"{url}/health").json()["status"] == "ok"
     ok = client(url).chat.completions.create(model="tinydom", messages=[{"role": "user", "content": "hi"}])
     assert ok.choices[0].message.content is not None
+
+
+def test_a_chunked_body_over_1_mb_is_413_too(tiny_server):
+    def body():  # no Content-Length: the limit is counted while the body arrives
+        yield b'{"model": "tinydom", "messages": [{"role": "user", "content": "'
+        yield from (b"x" * 100_000 for _ in range(11))
+        yield b'"}]}'
+
+    url = tiny_server[0]
+    resp = httpx2.post(f"{url}/v1/chat/completions", content=body(), timeout=60,
+                       headers={"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"})
+    _error(resp, 413, "request_too_large")
 
 
 def test_streamed_request_refused_before_the_stream_keeps_its_status(tiny_server):
@@ -387,7 +413,9 @@ def test_reload_picks_up_added_and_removed_domains_and_reports_a_broken_one(tiny
 
     _install(make_module("first"))
     settings = ServeSettings(api_key=KEY, default_max_tokens=4)
-    engine = Engine(lambda: tiny_service(tiny_paths, installed=True), settings)
+    built = []
+    engine = Engine(lambda: built.append(tiny_service(tiny_paths, installed=True)) or built[-1], settings,
+                    refresh=lambda service: service.refresh())
     with serving(engine, settings) as url, ThreadPoolExecutor(4) as pool:
         api = client(url)
         assert [m.id for m in api.models.list().data] == ["auto", GENERAL, "first"]
@@ -405,6 +433,7 @@ def test_reload_picks_up_added_and_removed_domains_and_reports_a_broken_one(tiny
         assert httpx2.get(f"{url}/health").json()["unavailable"].keys() == {"broken"}
         _error(post(url, "/v1/chat/completions", {**_chat(), "model": "broken"}), 404, "model_unavailable")
         assert api.chat.completions.create(model="second", messages=[{"role": "user", "content": "hi"}]).choices
+        assert len(built) == 1 and engine.service is built[0]  # refreshed in place: the base was loaded once
 
 
 def test_admin_reload_needs_a_key_even_on_loopback():

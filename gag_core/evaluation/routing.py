@@ -27,15 +27,17 @@ def evaluate_router(router, rows: Sequence[dict], *, question_field: str = "ques
     if not callable(getattr(router, "route", None)):
         raise ConfigError("Routing evaluation needs an object with route(question) (GAG.route or a "
                           "PrototypeRouter); this gag's GAG has no routing yet.")
-    golds, preds, seconds = [], [], []
+    golds, preds, seconds, confidences = [], [], [], []
     for i, row in enumerate(rows, 1):
         q, gold = row.get(question_field), row.get(route_field)
         if not isinstance(q, str) or not q.strip() or not isinstance(gold, str) or not gold:
             raise DataError(f"row {i}: expected non-empty string fields {question_field!r} and {route_field!r} "
                             f"(a domain name or {GENERAL!r}); found {sorted(row)}.")
         start = time.perf_counter()
-        preds.append(router.route(q).route)
+        decision = router.route(q)
         seconds.append(time.perf_counter() - start)
+        preds.append(decision.route)
+        confidences.append(getattr(decision, "confidence", None))  # calibrated routers only
         golds.append(gold)
     if not golds:
         raise DataError("No rows to evaluate routing on; add rows with 'question' and 'domain'.")
@@ -56,8 +58,8 @@ def evaluate_router(router, rows: Sequence[dict], *, question_field: str = "ques
     accuracy = sum(g == p for g, p in zip(golds, preds)) / len(golds)
     return {"n": len(golds), "accuracy": accuracy, "labels": labels, "confusion": matrix, "per_route": per_route,
             "route_latency": summarize_latencies(seconds),
-            "predictions": [{"question": r[question_field], "gold": g, "route": p}
-                            for r, g, p in zip(rows, golds, preds)]}
+            "predictions": [{"question": r[question_field], "gold": g, "route": p, "confidence": c}
+                            for r, g, p, c in zip(rows, golds, preds, confidences)]}
 
 
 def write_confusion_png(path: str | Path, labels: Sequence[str], matrix: Sequence[Sequence[int]],

@@ -20,7 +20,7 @@ from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from ..errors import DomainNotFoundError, GagError, IncompatibleModuleError
+from ..errors import ConfigError, DomainNotFoundError, GagError, IncompatibleModuleError, InputError
 from ..generation import GenerationOptions
 from .engine import Engine, EngineClosedError, PromptTooLongError, QueueFullError, RequestTimeoutError, Ticket
 from .metrics import ServingMetrics
@@ -66,7 +66,7 @@ def api_error(exc: Exception) -> APIError:
         return APIError(404, message, param="model", code="model_unavailable")
     if isinstance(exc, PromptTooLongError):
         return APIError(400, message, param="messages", code="context_length_exceeded")
-    if isinstance(exc, GagError) and isinstance(exc, ValueError):
+    if isinstance(exc, (InputError, ConfigError)):  # the question or the generation settings
         return APIError(400, message, code="invalid_value")
     if isinstance(exc, GagError):
         return APIError(500, message, "server_error", code="internal_error")

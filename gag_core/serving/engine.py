@@ -140,8 +140,10 @@ class Ticket:
 class Engine:
     """Dynamic batching over a routed service; ``submit`` from the event loop, the rest runs in one worker."""
 
-    def __init__(self, build_service: Callable[[], RoutedService], settings: ServeSettings | None = None):
+    def __init__(self, build_service: Callable[[], RoutedService], settings: ServeSettings | None = None, *,
+                 refresh: Callable[[RoutedService], dict] | None = None):
         self.build_service = build_service
+        self.refresh = refresh  # updates the service in place on reload (one base in memory); None = rebuild
         self.settings = settings or ServeSettings()
         self._service: RoutedService | None = None
         self._queue: queue.Queue[Ticket] = queue.Queue(maxsize=self.settings.max_queue)
@@ -223,11 +225,16 @@ class Engine:
 
     # -- reload ----------------------------------------------------------------------------------
     def reload(self) -> dict:
-        """Build a fresh service (picks up domains installed or removed since), then swap it in between batches.
-
-        A broken module ends up in the new service's ``unavailable``; if the build itself fails, the error is
-        raised and the old service goes on serving."""
+        """Pick up domains installed, updated or removed since, between batches. With ``refresh`` the service is
+        updated in place (requests wait for it, none is dropped); else a fresh service is built while the old
+        one keeps answering, then swapped in. A broken module ends up in ``unavailable``; if the build itself
+        fails, the error is raised and the old service goes on serving."""
         with self._reload_lock:
+            if self.refresh is not None:
+                with self._lock:
+                    report = self.refresh(self.service)
+                self._warm(self.service)
+                return report
             old_domains = set(self.service.domains)
             fresh = self._warm(self.build_service())
             with self._lock:

@@ -43,7 +43,7 @@ class OpenAIRequest(BaseModel):
     n: int = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, lt=2**63)
     prompt_embeds: Any = Field(default=None, exclude=True)
     inputs_embeds: Any = Field(default=None, exclude=True)
     embeddings: Any = Field(default=None, exclude=True)

@@ -50,6 +50,12 @@ TEXT = Rule(lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty strin
 OPTIONAL_TEXT = Rule(lambda v: v is None or (isinstance(v, str) and bool(v.strip())), "a non-empty string or unset")
 NAMES = Rule(lambda v: isinstance(v, list) and bool(v) and all(isinstance(x, str) and x for x in v),
              "a non-empty list of module names")
+AUGMENTERS = Rule(lambda v: isinstance(v, list) and all(isinstance(x, str) and x for x in v) and len(set(v)) == len(v),
+                  "a list of distinct augmenter names (rewrite, synthetic-qa, or a plugin's)")
+OPTION_TABLES = Rule(lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(t, dict)
+                                                           for k, t in v.items()),
+                     "a table of tables, one per augmenter: {rewrite = {variants = 4}}")
+MIX_MODES = ("sequential", "mixed")
 
 
 def setting(default: Any = None, help: str = "", rule: Rule | None = None, *, factory: Callable | None = None):
@@ -86,6 +92,13 @@ class ExpertConfig:
     batch_size: int = setting(16, "examples per step", at_least(1))
     max_length: int = setting(160, "tokens per example (longer are cut)", at_least(2))
     system_prompt: str | None = setting(None, "None = the readout's background prompt", OPTIONAL_TEXT)
+    mix: str = setting("sequential", "sequential: DAPT epochs over the corpus, then QA SFT; mixed: corpus text "
+                                     "(+ augmented texts) and QA interleaved in every one of sft_epochs epochs "
+                                     "(seeded shuffle), no separate DAPT", one_of(MIX_MODES))
+    augment: list[str] = setting(help="augmenters run over the corpus before Stage I (rewrite, synthetic-qa, or a "
+                                      "plugin's); [] = none", rule=AUGMENTERS, factory=list)
+    augment_options: dict = setting(help="settings per augmenter, e.g. {rewrite = {variants = 4}, synthetic-qa = "
+                                         "{generator = ID}} (docs/training.md)", rule=OPTION_TABLES, factory=dict)
 
     def __post_init__(self):
         check_settings(self, "stage1.")

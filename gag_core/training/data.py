@@ -1,4 +1,5 @@
-"""Training inputs: QA pairs (JSONL) and corpora (JSONL, text file, or folder of .txt/.md)."""
+"""Training inputs: QA pairs (JSONL) and corpora (JSONL with ``text`` (+ ``title``), a .txt/.md file, or a folder
+of them). Long documents are cut into sentence-aligned passages; bad input is refused naming the file and line."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..corpus import load_corpus
+from ..corpus import Document, has_sentences, load_corpus, passages
 from ..errors import DataError
 from ..jsonl import iter_objects
 
 MIN_QA = 4
+PASSAGE_WORDS = 256  # a longer corpus document is cut into passages of whole sentences up to this many words
 
 
 @dataclass
@@ -27,6 +29,9 @@ def load_qa(path: Path, question_field: str = "question", answer_field: str = "a
     path = Path(path)
     if not path.is_file():
         raise DataError(f"QA file {path} does not exist.")
+    if not path.read_bytes().strip():
+        raise DataError(f"QA file {path} is empty; put one JSON object with {question_field!r} and {answer_field!r} "
+                        "fields on each line.")
     rows, bad = [], []
     for i, row in iter_objects(path, errors=bad):
         q, a = row.get(question_field), row.get(answer_field)
@@ -47,10 +52,18 @@ def load_qa(path: Path, question_field: str = "question", answer_field: str = "a
 
 def load_corpus_texts(path: Path, text_field: str = "text") -> list[str]:
     """Corpus documents as plain strings (the same loader the RAG baselines use)."""
-    docs = [d.text.strip() for d in load_corpus(path, text_field=text_field) if d.text.strip()]
-    if not docs:
-        raise DataError(f"Corpus {path} holds no text.")
-    return docs
+    return [d.text for d in load_documents(path, text_field)]
+
+
+def load_documents(path: Path, text_field: str = "text", max_words: int = PASSAGE_WORDS) -> list[Document]:
+    """Corpus documents with their titles, stripped, the empty ones dropped, long ones cut into passages of whole
+    sentences; a corpus without a single sentence is refused."""
+    docs = load_corpus(path, text_field=text_field)
+    kept = [Document(d.id, d.text.strip(), d.title) for d in docs if has_sentences(d.text)]
+    if not kept:
+        raise DataError(f"Corpus {path} holds no sentences ({len(docs)} document(s), none with a word in it); "
+                        "give documents with text, or leave --corpus out.")
+    return [piece for d in kept for piece in passages(d, max_words)]
 
 
 def file_digest(path: Path | None) -> str:
@@ -72,31 +85,37 @@ class TrainInputs:
     """What a domain is trained from: its name and the data files."""
 
     name: str
-    qa: Path
+    qa: Path | None  # None: documents only (the synthetic-qa augmenter writes the QA from the corpus)
     corpus: Path | None = None
     dev: Path | None = None
     expert_only_qa: list[Path] = field(default_factory=list)  # QA used in Stage I only (never aligned)
     description: str = ""
+    general_questions: Path | None = None  # JSONL questions of the general route: the router calibration's negatives
 
 
 @dataclass
 class TrainData:
-    """The loaded inputs, every row checked."""
+    """The loaded inputs, every row checked; the augment stage (``augment.augment_data``) adds to it."""
 
-    qa: list[QAPair]
+    qa: list[QAPair]  # aligned in Stage II (+ the synthetic QA pairs the augmenters wrote)
     dev: list[QAPair]
-    expert_only: list[QAPair]
-    corpus: list[str] | None
+    expert_only: list[QAPair]  # Stage I only (+ augmenters' QA that is not for alignment)
+    corpus: list[str] | None  # the documents' passages as plain text
     dev_eval: list[QAPair]  # the dev questions Stage II evaluates (the first stage2.dev_limit); only they get readouts
+    documents: list[Document] = field(default_factory=list)  # the corpus passages with their titles
+    augmented_texts: list[str] = field(default_factory=list)  # Stage I training texts the augmenters wrote
 
     @classmethod
     def load(cls, inputs: TrainInputs, question_field: str, answer_field: str, dev_limit: int) -> "TrainData":
+        if inputs.qa is None and inputs.corpus is None:
+            raise DataError("Nothing to train on: give QA pairs (--qa), documents (--corpus), or both.")
         names = (question_field, answer_field)
-        qa = load_qa(inputs.qa, *names)
+        qa = load_qa(inputs.qa, *names) if inputs.qa is not None else []
         dev = load_qa(inputs.dev, *names, min_rows=1) if inputs.dev else []
         expert_only = [p for path in inputs.expert_only_qa for p in load_qa(path, *names, min_rows=1)]
-        corpus = load_corpus_texts(inputs.corpus) if inputs.corpus else None
-        return cls(qa, dev, expert_only, corpus, dev_eval=dev[:dev_limit])
+        documents = load_documents(inputs.corpus) if inputs.corpus else []
+        corpus = [d.text for d in documents] or None
+        return cls(qa, dev, expert_only, corpus, dev_eval=dev[:dev_limit], documents=documents)
 
     @property
     def questions(self) -> list[str]:

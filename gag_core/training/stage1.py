@@ -1,8 +1,10 @@
 """Stage I: the domain expert as a LoRA adapter (peft) on the expert backbone.
 
 Domain-adaptive pretraining on the corpus (causal-LM loss), then supervised fine-tuning on the QA pairs
-with the loss on answer tokens only, inside the expert's chat template. The system prompt is the readout's
-background prompt, so at readout time the expert writes exactly the kind of text it was trained to write.
+with the loss on answer tokens only, inside the expert's chat template; or (``mix = "mixed"``) both kinds of
+example interleaved in every epoch, which is what makes facts read only in documents answerable. The system
+prompt is the readout's background prompt, so at readout time the expert writes exactly the kind of text it
+was trained to write.
 
 When LoRA covers only the top layers (``ExpertConfig.top_layers``), the layers below never change: their
 output for each training example is computed once (the *frozen trunk*) and every step runs the top layers
@@ -186,10 +188,22 @@ def trunk_matches(wrapper: "SparseCausalLMLoss", examples, pad_id: int, device, 
         wrapper.train(was_training)
 
 
+def stage1_phases(tokenizer, qa: list[tuple[str, str]], corpus: list[str] | None, config: ExpertConfig,
+                  system_prompt: str | None) -> list[tuple[str, list, int]]:
+    """(name, examples, epochs) of each Stage I phase. ``sequential``: DAPT over the corpus (if any), then QA SFT;
+    ``mixed``: one phase whose every epoch is a seeded shuffle of the corpus windows and the QA examples."""
+    sft = sft_examples(tokenizer, qa, system_prompt, config.max_length)
+    dapt = dapt_examples(tokenizer, corpus, config.max_length) if corpus else []
+    if config.mix == "mixed":
+        return [("stage1-mixed", dapt + sft, config.sft_epochs)]
+    phases = [("stage1-dapt", dapt, config.dapt_epochs)] if dapt and config.dapt_epochs > 0 else []
+    return phases + [("stage1-sft", sft, config.sft_epochs)]
+
+
 def train_expert(peft_model, tokenizer, *, qa: list[tuple[str, str]], corpus: list[str] | None,
                  config: ExpertConfig, system_prompt: str | None, workdir: Path, accelerator, seed: int = 0,
                  log_path: Path | None = None, progress=None) -> None:
-    """Run DAPT (if a corpus and epochs are given) then SFT; each phase resumes from its checkpoint."""
+    """Run the Stage I phases (``stage1_phases``: DAPT then SFT, or mixed); each resumes from its checkpoint."""
     device = accelerator.device
     pad = pad_id(tokenizer)
     frozen = trunk_layers(peft_model, config) if config.cache_trunk else 0
@@ -199,11 +213,7 @@ def train_expert(peft_model, tokenizer, *, qa: list[tuple[str, str]], corpus: li
         ids, attn, labels, trunk = collate(batch, pad, device)
         return model(ids, attn, labels, trunk), {}
 
-    phases = []
-    if corpus and config.dapt_epochs > 0:
-        phases.append(("stage1-dapt", dapt_examples(tokenizer, corpus, config.max_length), config.dapt_epochs))
-    phases.append(("stage1-sft", sft_examples(tokenizer, qa, system_prompt, config.max_length), config.sft_epochs))
-    for name, examples, epochs in phases:
+    for name, examples, epochs in stage1_phases(tokenizer, qa, corpus, config, system_prompt):
         done = workdir / f"{name}.done.safetensors"
         if done.exists():  # finished earlier: restore its weights (a later phase starts from them)
             wrapper.load_state_dict(load_file(str(done)), strict=False)

@@ -19,6 +19,7 @@ from peft import PeftModel
 from safetensors.torch import load_file, save_file
 
 from ..errors import TrainingError
+from ..hybrid import module_router_files
 from ..injection import InjectionHook
 from ..models import hidden_size, load_causal_lm, load_sentence_encoder, load_tokenizer
 from ..projectors import ProjectorBundle, ProjectorConfig, anchor_on_vocabulary
@@ -72,9 +73,10 @@ class ExpertResult:
     seconds: float
 
 
-def expert_stage(ctx: TrainContext, reuse: Path | None = None) -> ExpertResult:
+def expert_stage(ctx: TrainContext, reuse: Path | None = None, start: Path | None = None) -> ExpertResult:
     """Stage I: train the expert's LoRA into ``work/expert/`` (DAPT, then QA SFT), or load it when it is there.
-    ``reuse``: an adapter folder trained earlier, copied in first (benchmarks, re-alignment)."""
+    ``reuse``: an adapter folder trained earlier, copied in first (benchmarks, re-alignment); ``start``: an
+    adapter folder to continue training from instead of a fresh LoRA (update-domain)."""
     started = time.time()
     tokenizer = load_tokenizer(ctx.expert_id)
     adapter_dir = ctx.work / "expert"
@@ -84,17 +86,22 @@ def expert_stage(ctx: TrainContext, reuse: Path | None = None) -> ExpertResult:
         backbone = load_causal_lm(ctx.expert_id, dtype=ctx.dtype, device=ctx.device)
         model = PeftModel.from_pretrained(backbone, str(adapter_dir), adapter_name="default")
     else:
-        model = _train_expert(ctx, tokenizer, adapter_dir)
+        model = _train_expert(ctx, tokenizer, adapter_dir, start)
     model.eval()
     model.requires_grad_(False)
     return ExpertResult(model, tokenizer, adapter_dir, time.time() - started)
 
 
-def _train_expert(ctx: TrainContext, tokenizer, adapter_dir: Path):
+def _train_expert(ctx: TrainContext, tokenizer, adapter_dir: Path, start: Path | None = None):
     config, data = ctx.config, ctx.data
     backbone = load_causal_lm(ctx.expert_id, dtype=ctx.dtype, frozen=False, device=ctx.device)
-    model = add_lora(backbone, config.stage1)
-    train_expert(model, tokenizer, qa=[(p.question, p.answer) for p in data.qa + data.expert_only], corpus=data.corpus,
+    if start is None:
+        model = add_lora(backbone, config.stage1)
+    else:  # continue a module's adapter: only its LoRA weights train
+        model = PeftModel.from_pretrained(backbone.requires_grad_(False), str(start), adapter_name="default",
+                                          is_trainable=True)
+    train_expert(model, tokenizer, qa=[(p.question, p.answer) for p in data.qa + data.expert_only],
+                 corpus=(data.corpus or []) + data.augmented_texts,
                  config=config.stage1, system_prompt=config.stage1.system_prompt or config.readout.background_prompt,
                  workdir=ctx.work, accelerator=ctx.accelerator, seed=config.seed, log_path=ctx.log_path,
                  progress=ctx.progress)
@@ -256,14 +263,18 @@ class RouterResult:
     prototypes: torch.Tensor  # [k, dim], unit rows
     encoder: str  # the encoder's name (the manifest records it; another encoder rebuilds from the exemplars)
     exemplars: list[str] = field(default_factory=list)  # up to 256 distinct training questions
+    files: dict[str, str] = field(default_factory=dict)  # lexical index + calibration questions (hybrid routing)
 
 
 def router_stage(ctx: TrainContext, expert: ExpertResult) -> RouterResult:
-    """k-means prototypes of the training questions under the configured router encoder."""
+    """k-means prototypes of the training questions under the configured router encoder, the lexical index
+    (training questions + corpus) and the calibration questions (dev) of hybrid routing."""
     config, questions = ctx.config, ctx.data.questions
     if config.router_encoder == "minilm" or config.router_encoder.startswith("sentence"):
         encoder = SentenceEncoder()
     else:
         encoder = ExpertMeanEncoder(expert.model, expert.tokenizer, ctx.expert_id)
     prototypes = build_prototypes(encoder.encode(questions), k=config.prototypes, seed=config.seed)
-    return RouterResult(prototypes, encoder.name, list(dict.fromkeys(questions))[:256])
+    files = module_router_files(ctx.inputs.name, encoder, prototypes, questions, ctx.data.corpus or [],
+                                [p.question for p in ctx.data.dev], ctx.inputs.general_questions)
+    return RouterResult(prototypes, encoder.name, list(dict.fromkeys(questions))[:256], files)

@@ -1,10 +1,11 @@
 """``train_domain``: QA (+ corpus) -> a verified, installable domain module. Every stage resumes.
 
 Stages (:mod:`gag_core.training.stages`), each skipped when its output exists in the work folder:
-1. expert LoRA (DAPT on the corpus, then QA SFT)       -> work/expert/
+0. augmenters over the corpus (stage1.augment)         -> work/augment/ (those that resume)
+1. expert LoRA (DAPT on the corpus, then QA SFT; or mixed) -> work/expert/
 2. readout cache of train/dev questions                 -> work/readouts-*/
 3. projector alignment (base + expert frozen)           -> work/stage2.ckpt, work/projector.safetensors
-4. router prototypes (k-means)                          -> in the module
+4. router prototypes (k-means), lexical index, calibration -> in the module
 5. the module folder (+ model card with data stats, config, dev metrics)
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +26,10 @@ from ..assemble import assemble_module
 from ..models import get_profile
 from ..module import check_name
 from ..paths import gag_home
+from .augment_stage import augment_data, for_documents_only
 from .config import TrainConfig
 from .data import TrainData, TrainInputs, file_digest
+from .replay import module_data_files
 from .stages import (AlignResult, ExpertResult, ReadoutCacheResult, RouterResult, TrainContext, align_stage,
                      cache_readouts, expert_stage, router_stage)
 
@@ -41,6 +45,7 @@ class TrainRun:
     readouts_only: bool = False  # stop after this worker's readout shards
     work_dir: Path | None = None  # default: GAG_HOME/work/NAME-<hash of config and data>
     expert_adapter: Path | None = None  # a Stage I adapter trained earlier, reused instead of training one
+    augmenters: dict[str, type] | None = None  # name -> augmenter class (default: the built-ins; the CLI: plugins')
 
 
 def work_dir_for(inputs: TrainInputs, config: TrainConfig) -> Path:
@@ -56,6 +61,7 @@ def train_domain(inputs: TrainInputs, config: TrainConfig, out_dir: Path, run: T
     on every process but the main one). ``run``, or its fields as keywords, says how this process runs."""
     run = run or TrainRun(**run_options)
     ctx = open_training(inputs, config, run)
+    augment_data(ctx, run.augmenters)
     expert = expert_stage(ctx, run.expert_adapter)
     readouts = cache_readouts(ctx, expert, run.num_shards, run.shard_rank)
     if run.readouts_only:
@@ -69,6 +75,9 @@ def train_domain(inputs: TrainInputs, config: TrainConfig, out_dir: Path, run: T
 def open_training(inputs: TrainInputs, config: TrainConfig, run: TrainRun) -> TrainContext:
     """Check the name, seed, load and check the data, and open the work folder (with the config it trains)."""
     check_name(inputs.name)
+    config, note = for_documents_only(config, inputs)
+    if note:
+        warnings.warn(note, stacklevel=2)
     accelerator = run.accelerator or Accelerator(cpu=not torch.cuda.is_available())
     torch.manual_seed(config.seed)
     profile = get_profile(config.profile)
@@ -88,12 +97,17 @@ def write_module(ctx: TrainContext, out_dir: Path, expert: ExpertResult, readout
     metrics = aligned.dev.final_metrics()
     timings = {"stage1_s": expert.seconds, "readout_s": readouts.seconds, "stage2_s": aligned.seconds}
     stats = {"qa_pairs": len(data.qa), "dev_pairs": len(data.dev), "expert_only_pairs": len(data.expert_only),
-             "corpus_documents": len(data.corpus or []), "timings_s": {k: round(v, 1) for k, v in timings.items()}}
+             "corpus_documents": len(data.corpus or []), "augmented_texts": len(data.augmented_texts),
+             "synthetic_qa_pairs": sum(1 for p in data.qa if "augmenter" in p.meta),
+             "timings_s": {k: round(v, 1) for k, v in timings.items()},
+             "sources": {k: {"path": str(Path(v).resolve()), "sha256": file_digest(v)}
+                         for k, v in (("qa", inputs.qa), ("corpus", inputs.corpus)) if v is not None}}
     expert.model.set_adapter("default")
     return assemble_module(out_dir, name=inputs.name, base_id=ctx.base_id, base_model=aligned.base,
                            expert_id=ctx.expert_id, expert_model=expert.model, adapter_dir=expert.adapter_dir,
                            readout=ctx.config.readout, projector=aligned.bundle, prototypes=router.prototypes,
-                           exemplars=router.exemplars, encoder=router.encoder,
+                           exemplars=router.exemplars, encoder=router.encoder, router_files=router.files,
+                           data_files=module_data_files(data, ctx.config.seed),
                            prompt={"instruction": aligned.hook.instruction, "template": aligned.hook.template},
                            description=inputs.description or f"gag domain {inputs.name}",
                            training={"data": stats, "metrics": metrics, "config": ctx.config.to_dict(),

@@ -12,7 +12,7 @@ An evaluation set only: never a source of prototypes, exemplars, lexical (BM25) 
 data or thresholds; tune on the datasets' dev files and general_questions_heldout.jsonl instead.
 
 It reads the entity names from the two demo datasets' QA files, so rebuild it after regenerating them.
-Usage: python make_routing_heldout.py [OUT]   (stdlib only; seed 1717; re-running gives a byte-identical file;
+Usage: python benchmarks/data/make_routing_heldout.py [OUT]   (stdlib only; seed 1717; re-running gives a byte-identical file;
 OUT defaults to routing_heldout.jsonl next to this script)
 """
 import json
@@ -21,8 +21,8 @@ import re
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).parent
-ROOT = HERE.parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
+HERE = ROOT / "gag_plugins" / "data"  # the general questions it must not repeat, and where its output lives
 OUT = HERE / "routing_heldout.jsonl"
 DATASETS = {"minerals": ROOT / "modules/gag-domain-minerals/gag_domain_minerals/data",
             "registry": ROOT / "modules/gag-domain-registry/gag_domain_registry/data"}
