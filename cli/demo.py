@@ -75,14 +75,18 @@ def register(app: typer.Typer) -> None:
 
 
 def _built_with_other_config(build: Path, config: dict) -> bool:
+    from gag_core.training.config import load_config
+
     manifest = build / "gag-domain.json"
     if not manifest.exists():
         return False
     try:
         recorded = json.loads(manifest.read_text(encoding="utf-8")).get("training", {}).get("config")
-    except (OSError, ValueError):
+        # settings added since the module was built are absent (or None) there: they count as their defaults
+        filled = load_config(None, "embedded", recorded).to_dict() if isinstance(recorded, dict) else None
+    except (OSError, ValueError):  # ConfigError included: a setting this gag does not know
         return True
-    return recorded != config
+    return filled != config
 
 
 def _load_rows(path: Path, limit: int = 0) -> list[dict]:

@@ -215,5 +215,9 @@ def test_demo_retrains_a_module_built_with_other_settings(tmp_path):
     older = json.loads(json.dumps(config))
     older["stage2"]["epochs"] += 1
     assert _built_with_other_config(tmp_path, older)
+    missing = json.loads(json.dumps(config))
+    del missing["stage1"]["mix"]  # a module built before a setting existed: it counts as the setting's default
+    (tmp_path / "gag-domain.json").write_text(json.dumps({"training": {"config": missing}}))
+    assert not _built_with_other_config(tmp_path, config)
     (tmp_path / "gag-domain.json").write_text("{not json")
     assert _built_with_other_config(tmp_path, config)

@@ -218,4 +218,4 @@ def test_eval_router_cli_without_routing_is_a_clean_error(tmp_path, monkeypatch)
     monkeypatch.setattr(evaluate_cli, "load_routing", lambda *a: SimpleNamespace())
     data = write_jsonl(tmp_path / "mixed.jsonl", [{"question": "q", "domain": "general"}])
     result = runner.invoke(app, ["eval-router", "--data", str(data), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 1 and "no routing" in result.output
+    assert result.exit_code == 1 and "route(question)" in result.output

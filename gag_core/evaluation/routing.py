@@ -1,7 +1,8 @@
 """Routing evaluation: accuracy, per-route precision/recall/F1 and a confusion matrix (JSON + PNG).
 
-Works with anything that has ``route(question)`` returning an object with ``.route`` — ``GAG.route``
-or a :class:`gag_core.router.PrototypeRouter` — so it can be tested with a fake router.
+Works with anything that has ``route(question)`` returning an object with ``.route`` — a
+:class:`gag_core.service.RoutedService` or a :class:`gag_core.router.PrototypeRouter` — so it can be tested
+with a fake router.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ def evaluate_router(router, rows: Sequence[dict], *, question_field: str = "ques
                     route_field: str = "domain") -> dict:
     """Routing accuracy, per-route precision/recall/F1 and the confusion matrix of ``router.route(q).route``.
 
-    ``router`` is anything with ``route(question)`` returning an object with ``.route`` (a GAG or a
+    ``router`` is anything with ``route(question)`` returning an object with ``.route`` (a RoutedService or a
     PrototypeRouter). ``confusion[i][j]`` counts questions whose gold route is ``labels[i]`` and that were
     routed to ``labels[j]``. Precision of a route nothing was sent to, and recall of a route no question
     belongs to, are ``None`` (undefined), not 0.
     """
     if not callable(getattr(router, "route", None)):
-        raise ConfigError("Routing evaluation needs an object with route(question) (GAG.route or a "
-                          "PrototypeRouter); this gag's GAG has no routing yet.")
+        raise ConfigError(f"Routing evaluation needs a router with route(question), e.g. a RoutedService or a "
+                          f"PrototypeRouter; got {type(router).__name__}.")
     golds, preds, seconds, confidences = [], [], [], []
     for i, row in enumerate(rows, 1):
         q, gold = row.get(question_field), row.get(route_field)

@@ -8,8 +8,10 @@ own cancel event (a timeout or a client that leaves sets it, and only its row st
 fed from the worker thread with ``loop.call_soon_threadsafe``: first the route, then text pieces (streaming
 requests), then the answer or the error.
 
-``reload()`` builds a new service with ``build_service`` while the old one keeps answering, then swaps them
-between two batches: no request in flight is dropped, and a build that fails leaves the old service serving.
+``reload()`` picks up domains installed, updated or removed since: with a ``refresh`` callable (what
+``gag serve`` passes: ``GAG.refresh``) the service is updated in place between two batches, one base model in
+memory; without one, a new service is built with ``build_service`` while the old one keeps answering, then
+swapped in. Either way no request in flight is dropped, and a failure leaves the old domains serving.
 """
 
 from __future__ import annotations
