@@ -8,13 +8,13 @@ from pathlib import Path
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from gag_core.errors import DataError, InputError
 from gag_core.routes import GENERAL
 
 from .console import console, handle_errors
-from .jsonl import append_rows, completed_rows, read_questions
+from .jsonl import read_questions
+from .progress import resumable_batches
 
 ProfileOpt = typer.Option("embedded", "--profile", help="Model profile: embedded (offline CPU) or paper (Qwen3-8B + 1.7B).")
 BaseOpt = typer.Option(None, "--base", help="Base model id or folder (overrides the profile).")
@@ -103,18 +103,9 @@ def _ask_file(gag, input: Path, output: Path, route: str | None, batch_size: int
     questions = read_questions(input, skipped=skipped)
     for line in skipped:
         console.print(f"[yellow]skipped[/] {escape(line)}")
-    done = completed_rows(output, questions)
-    if done:
-        console.print(f"Resuming: {done}/{len(questions)} already answered in {output}")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console) as progress:
-        task = progress.add_task("answering", total=len(questions), completed=done)
-        for start in range(done, len(questions), batch_size):
-            batch = questions[start:start + batch_size]  # routed in one encoder pass, answered in one batch
-            answers = gag.answer_batch([Query(q, route) for q in batch])
-            append_rows(output, [a.to_dict() for a in answers])  # input order, whole batch at once
-            progress.update(task, advance=len(batch))
+    # each batch is routed in one encoder pass and answered in one generate call
+    resumable_batches(questions, output, batch_size, "answered",
+                      lambda batch: [a.to_dict() for a in gag.answer_batch([Query(q, route) for q in batch])])
     console.print(f"[green]Wrote[/] {len(questions)} answers to {output}")
     if skipped:
         raise DataError(f"skipped {len(skipped)} bad line(s) of {input}: {'; '.join(skipped[:5])}. Fix them and "

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from gag_core.errors import InputError
@@ -18,7 +17,8 @@ from gag_core.routes import GENERAL
 
 from .ask import ExpertOpt, ProfileOpt, RouterEncoderOpt
 from .console import console, err_console, handle_errors
-from .jsonl import append_rows, completed_rows, read_questions
+from .jsonl import read_questions
+from .progress import resumable_batches
 
 MarginOpt = typer.Option(None, "--margin", help="Fall back to general when the winning domain leads the runner-up "
                          "by less than this (default, for routers without calibration: the encoder's measured "
@@ -141,15 +141,6 @@ def register(app: typer.Typer) -> None:
 
 def _route_file(router, input: Path, output: Path, batch_size: int) -> None:
     questions = read_questions(input)
-    done = completed_rows(output, questions)
-    if done:
-        console.print(f"Resuming: {done}/{len(questions)} already routed in {output}")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console) as progress:
-        task = progress.add_task("routing", total=len(questions), completed=done)
-        for start in range(done, len(questions), batch_size):
-            batch = questions[start:start + batch_size]
-            append_rows(output, [decision_row(q, d) for q, d in zip(batch, router.route_batch(batch))])
-            progress.update(task, advance=len(batch))
+    resumable_batches(questions, output, batch_size, "routed",
+                      lambda batch: [decision_row(q, d) for q, d in zip(batch, router.route_batch(batch))])
     console.print(f"[green]Wrote[/] {len(questions)} routes to {output}")

@@ -87,42 +87,40 @@ class InjectionHook:
         return question
 
     # -- prompts ------------------------------------------------------------------------------
-    def build(self, question: str, num_slots: int, history: list[dict] | None = None) -> BuiltPrompt:
-        """The knowledge prompt for ``question`` with ``num_slots`` reserved positions."""
+    def _question_ids(self, question: str) -> list[int]:
+        """The question's tokens (as the user's text), refused when empty or over ``max_question_tokens``."""
         self.check_question(question)
-        content = self.template.format(instruction=self.instruction, question=_Q, slots=_S)
-        rendered = self._render(history or [], content)
-        pre, rest = rendered.rsplit(_Q, 1)  # history text may contain the sentinels; ours is the last
-        mid, post = rest.split(_S, 1)
         q_ids = self._user_ids(question)
         if len(q_ids) > self.max_question_tokens:
             raise InputError(f"The question is {len(q_ids)} tokens long; the limit is {self.max_question_tokens}. "
                              "Shorten it or raise max_question_tokens.")
-        ids = self._template_ids(pre) + q_ids + self._template_ids(mid)
-        start = len(ids)
-        ids += [self.slot_token_id] * num_slots + self._template_ids(post)
-        return BuiltPrompt(ids, list(range(start, start + num_slots)))
+        return q_ids
 
-    def build_plain(self, question: str, history: list[dict] | None = None) -> BuiltPrompt:
-        """The general route: the question as the user's turn, no knowledge slots."""
-        self.check_question(question)
-        rendered = self._render(history or [], _Q)
-        pre, post = rendered.rsplit(_Q, 1)
-        q_ids = self._user_ids(question)
-        if len(q_ids) > self.max_question_tokens:
-            raise InputError(f"The question is {len(q_ids)} tokens long; the limit is {self.max_question_tokens}.")
-        return BuiltPrompt(self._template_ids(pre) + q_ids + self._template_ids(post), [])
-
-    def build_with_text(self, question: str, knowledge: str, history: list[dict] | None = None) -> BuiltPrompt:
-        """The same instruction with knowledge as text (RAG and text-pasting baselines)."""
-        self.check_question(question)
+    def _knowledge_parts(self, question: str, history: list[dict] | None) -> tuple[list[int], list[int]]:
+        """The knowledge template's ids before the knowledge (the question included) and after it."""
+        q_ids = self._question_ids(question)
         content = self.template.format(instruction=self.instruction, question=_Q, slots=_S)
         rendered = self._render(history or [], content)
         pre, rest = rendered.rsplit(_Q, 1)  # history text may contain the sentinels; ours is the last
         mid, post = rest.split(_S, 1)
-        ids = (self._template_ids(pre) + self._user_ids(question) + self._template_ids(mid)
-               + self._user_ids(knowledge) + self._template_ids(post))
-        return BuiltPrompt(ids, [])
+        return self._template_ids(pre) + q_ids + self._template_ids(mid), self._template_ids(post)
+
+    def build(self, question: str, num_slots: int, history: list[dict] | None = None) -> BuiltPrompt:
+        """The knowledge prompt for ``question`` with ``num_slots`` reserved positions."""
+        ids, post = self._knowledge_parts(question, history)
+        start = len(ids)
+        return BuiltPrompt(ids + [self.slot_token_id] * num_slots + post, list(range(start, start + num_slots)))
+
+    def build_plain(self, question: str, history: list[dict] | None = None) -> BuiltPrompt:
+        """The general route: the question as the user's turn, no knowledge slots."""
+        q_ids = self._question_ids(question)
+        pre, post = self._render(history or [], _Q).rsplit(_Q, 1)
+        return BuiltPrompt(self._template_ids(pre) + q_ids + self._template_ids(post), [])
+
+    def build_with_text(self, question: str, knowledge: str, history: list[dict] | None = None) -> BuiltPrompt:
+        """The same instruction with knowledge as text (RAG and text-pasting baselines)."""
+        ids, post = self._knowledge_parts(question, history)
+        return BuiltPrompt(ids + self._user_ids(knowledge) + post, [])
 
     def collate(self, prompts: list[BuiltPrompt]) -> PromptBatch:
         """Left-pad a list of prompts into tensors (left padding keeps generation aligned at the end)."""
