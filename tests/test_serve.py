@@ -468,3 +468,22 @@ def test_the_trained_demo_domain_answers_through_auto_and_by_name(monkeypatch):
         general = api.chat.completions.create(model="auto", max_tokens=8,
                                               messages=[{"role": "user", "content": "What is the capital of France?"}])
         assert general.model_extra["gag"]["route"] == GENERAL and general.model_extra["gag"]["slots"] == 0
+
+
+def test_refresh_reloads_only_a_domain_whose_manifest_changed(tiny_paths, make_module, tmp_path):
+    from typer.testing import CliRunner
+
+    from gag_cli.main import app
+    from tests.factories import build_tiny_module
+
+    _install(make_module("first"))
+    _install(make_module("second", seed=3))
+    gag = tiny_service(tiny_paths, installed=True)
+    before = {name: gag.module(name).manifest for name in gag.domains}
+    newer = build_tiny_module(tmp_path / "v2" / "first", name="first", paths=tiny_paths, seed=5)
+    assert CliRunner().invoke(app, ["install-domain", str(newer), "--force"]).exit_code == 0
+    report = gag.refresh()
+    assert report["updated"] == ["first"] and report["added"] == [] and report["removed"] == []
+    assert gag.module("first").manifest != before["first"] and gag.module("second").manifest == before["second"]
+    assert gag.answer("hi", route="first").route == "first"  # the reloaded adapter answers
+    assert gag.refresh()["updated"] == []  # nothing changed since
