@@ -6,6 +6,7 @@ last chunk with the finish reason, and (with ``stream_options.include_usage``) a
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import asdict
 
 from pydantic import BaseModel
@@ -23,7 +24,7 @@ def usage_of(answer) -> Usage:
     return Usage.of(answer.prompt_tokens, answer.completion_tokens)
 
 
-class Shape:
+class Shape(ABC):
     """One request's response id, creation time and model name, shared by its response or all its chunks."""
 
     endpoint = ""
@@ -37,11 +38,13 @@ class Shape:
     def _make(self, cls: type[Head], choices: list[Choice], **extra) -> BaseModel:
         return cls(id=self.id, created=self.created, model=self.model, choices=choices, **extra)
 
+    @abstractmethod
     def answer_choice(self, answer) -> Choice:
-        raise NotImplementedError
+        """The one choice of a whole response."""
 
+    @abstractmethod
     def chunk_choice(self, text: str | None = None, finish: str | None = None, first: bool = False) -> Choice:
-        raise NotImplementedError
+        """The one choice of a stream chunk: the first (role only), a text piece, or the last (finish reason)."""
 
     def full(self, route: RouteInfo, answer) -> BaseModel:
         return self._make(self.response_cls, [self.answer_choice(answer)], usage=usage_of(answer), gag=gag_info(route))
