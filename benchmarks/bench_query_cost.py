@@ -26,7 +26,7 @@ from common import DATA, DEMO, load_demo_gag, print_table, read_jsonl, setup_thr
 
 from gag_core.evaluation.harness import CorpusRetrievers, EvalConfig, method_runner
 from gag_core.corpus import Document, load_corpus
-from gag_core.evaluation.retrieval import format_knowledge
+from gag_core.retrieval import format_knowledge
 
 ONSETS = ["Abr", "Bex", "Crum", "Dax", "Elm", "Firn", "Glor", "Hux", "Irv", "Jask", "Kolv", "Larn", "Mub", "Nirr",
           "Oph", "Prax", "Quen", "Ruv", "Stel", "Tusk", "Umb", "Varn", "Wolm", "Xer", "Yorn", "Zask"]

@@ -14,6 +14,8 @@ Variants (the embedded profile's defaults otherwise):
     mixed                 corpus and QA interleaved in every SFT epoch
     mixed+rewrite         + 4 rewrites per document (shuffled sentences, subject names for pronouns)
     mixed+rewrite+sqa     + synthetic QA written from the passages by the generator (default: the base model)
+    grounded-k1, -k2      the expert reads the top 1 / 2 passages of the corpus before each question
+                          (readout.context_passages; gag_core/grounding.py); -Nep: N QA epochs instead of 8, no DAPT; -a4: 4 Stage II epochs instead of 9
 There is no paraphrase augmenter yet; a plugin one joins with ``--variants`` once registered.
 """
 
@@ -30,11 +32,20 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "modules" / "gag-domain-minerals" / "gag_domain_minerals" / "data"
 SETS = {"held_out": "test.jsonl", "corpus_only": "corpus_only_test.jsonl", "unaligned": "unaligned_test.jsonl"}
-VARIANTS = {
+VARIANTS = {  # overrides of the embedded profile, by section
     "today": {},
-    "mixed": {"mix": "mixed"},
-    "mixed+rewrite": {"mix": "mixed", "augment": ["rewrite"]},
-    "mixed+rewrite+sqa": {"mix": "mixed", "augment": ["rewrite", "synthetic-qa"]},
+    "mixed": {"stage1": {"mix": "mixed"}},
+    "mixed+rewrite": {"stage1": {"mix": "mixed", "augment": ["rewrite"]}},
+    "mixed+rewrite+sqa": {"stage1": {"mix": "mixed", "augment": ["rewrite", "synthetic-qa"]}},
+    "grounded-k1": {"readout": {"context_passages": 1}},
+    "grounded-k2": {"readout": {"context_passages": 2}},
+    "grounded-k1-4ep": {"readout": {"context_passages": 1}, "stage1": {"sft_epochs": 4, "dapt_epochs": 0}},
+    "grounded-k2-4ep": {"readout": {"context_passages": 2}, "stage1": {"sft_epochs": 4, "dapt_epochs": 0}},
+    "grounded-k1-1ep": {"readout": {"context_passages": 1}, "stage1": {"sft_epochs": 1, "dapt_epochs": 0}},
+    "grounded-k2-1ep": {"readout": {"context_passages": 2}, "stage1": {"sft_epochs": 1, "dapt_epochs": 0}},
+    "grounded-k2-2ep": {"readout": {"context_passages": 2}, "stage1": {"sft_epochs": 2, "dapt_epochs": 0}},
+    "grounded-k1-1ep-a4": {"readout": {"context_passages": 1}, "stage1": {"sft_epochs": 1, "dapt_epochs": 0},
+                           "stage2": {"epochs": 4}},
 }
 SMOKE_CONFIG = {
     "readout": {"kind": "multi_slot", "layers": [-1], "slots": 2, "max_new_tokens": 4},
@@ -58,11 +69,12 @@ def smoke_models(folder: Path) -> tuple[str, str]:
 def variant_config(name: str, args, models: tuple[str, str] | None):
     from gag_core.training.config import load_config
 
-    stage1 = dict(VARIANTS[name])
-    overrides = {"stage1": stage1}
+    variant = json.loads(json.dumps(VARIANTS[name]))
+    stage1 = variant.setdefault("stage1", {})
+    overrides = variant
     if models:
         overrides = {**SMOKE_CONFIG, "base": models[0], "expert": models[1],
-                     "stage1": {**SMOKE_CONFIG["stage1"], **stage1}}
+                     **{k: {**SMOKE_CONFIG.get(k, {}), **v} for k, v in variant.items()}}
     if "synthetic-qa" in stage1.get("augment", []):
         options = {"generator": args.qa_generator} if args.qa_generator else {}
         stage1["augment_options"] = {"synthetic-qa": {**options, **({"max_new_tokens": 8} if models else {})}}
@@ -123,9 +135,9 @@ def run_variant(name: str, args, models, inputs, sets, root: Path) -> dict:
     stage1_s = time.time() - started
     questions = [r["question"] for rows in sets.values() for r in rows]
     system = cfg.stage1.system_prompt or cfg.readout.background_prompt
-    result = {"variant": name, "stage1": VARIANTS[name], "augmented": counts, "stage1_s": round(stage1_s, 1),
+    result = {"variant": name, "overrides": VARIANTS[name], "augmented": counts, "stage1_s": round(stage1_s, 1),
               "train_qa": len(ctx.data.qa), "expert": scores(expert_answers(expert.model, expert.tokenizer, system,
-                                                                              questions), sets)}
+                                                                              ctx.expert_inputs(questions)), sets)}
     if args.gag:
         readouts = cache_readouts(ctx, expert)
         aligned = align_stage(ctx, expert, readouts)
@@ -176,16 +188,15 @@ def main() -> None:
     default_out = root / "bench_stage1_smoke.json" if args.smoke else results_dir / "bench_stage1.json"
     out_path = Path(args.out or default_out)
     wanted = args.variants.split(",")
-    done = json.loads(out_path.read_text())["results"] if out_path.exists() else []
-    results = [r for r in done if r["variant"] in wanted and (r.get("gag") or not args.gag)]
-    for name in wanted:
-        if not any(r["variant"] == name for r in results):
-            results.append(run_variant(name, args, models, inputs, sets, root))
-            print(json.dumps(results[-1]), flush=True)
+    done = {r["variant"]: r for r in (json.loads(out_path.read_text())["results"] if out_path.exists() else [])}
+    for name in wanted:  # every variant measured so far stays in the file; a finished one is not rerun
+        if name not in done or (args.gag and not done[name].get("gag")):
+            done[name] = run_variant(name, args, models, inputs, sets, root)
+            print(json.dumps(done[name]), flush=True)
             out_path.parent.mkdir(parents=True, exist_ok=True)
-            out_path.write_text(json.dumps({"questions": {k: len(v) for k, v in sets.items()}, "results": results},
-                                           indent=1))
-    print_table(results, sets)
+            out_path.write_text(json.dumps({"questions": {k: len(v) for k, v in sets.items()},
+                                            "results": list(done.values())}, indent=1))
+    print_table([done[name] for name in wanted], sets)
 
 
 def smoke_inputs(folder: Path):

@@ -57,8 +57,13 @@ def register(app: typer.Typer) -> None:
         explain: bool = typer.Option(False, "--explain", help="Show every route's score and why this route."),
         min_confidence: list[str] = typer.Option([], "--min-confidence", help="Answer with general when the "
                                                  "winning domain's confidence is below this; NAME=X per domain."),
+        passages: int = typer.Option(0, "--passages", min=0, max=16, help="gag+rag: also give the base the top K "
+                                     "passages of the domain's own documents as text, after the memory slots (the "
+                                     "domain must ship passages: a grounded expert)."),
     ) -> None:
         """Answer a question with a domain (or route automatically), or a JSONL file of questions."""
+        from gag_core.service import Query
+
         from .route import parse_min_confidence
 
         parse_min_confidence(min_confidence)  # refuse a bad value before loading any model
@@ -72,12 +77,13 @@ def register(app: typer.Typer) -> None:
         gag = load_gag(profile, base, expert, [domain] if domain else ([] if general else None), max_new_tokens,
                        router_encoder, min_confidence=min_confidence)
         if input is not None:
-            _ask_file(gag, input, output, route, batch_size)
+            _ask_file(gag, input, output, route, batch_size, passages)
             return
         if as_json:
-            console.print_json(json.dumps(gag.answer(question, route).to_dict(), ensure_ascii=False))
+            answer = gag.answer_batch([Query(question, route, passages=passages)])[0]
+            console.print_json(json.dumps(answer.to_dict(), ensure_ascii=False))
             return
-        stream = gag.stream(question, route)
+        stream = gag.stream(question, route, passages=passages)
         _show_route(stream, explain)
         start = time.perf_counter()
         for piece in stream:
@@ -96,7 +102,7 @@ def _show_route(stream, explain: bool) -> None:
         console.print(scores_table(decision))
 
 
-def _ask_file(gag, input: Path, output: Path, route: str | None, batch_size: int) -> None:
+def _ask_file(gag, input: Path, output: Path, route: str | None, batch_size: int, passages: int = 0) -> None:
     from gag_core.service import Query
 
     skipped: list[str] = []  # bad lines are reported and left out; the good ones are answered
@@ -105,7 +111,8 @@ def _ask_file(gag, input: Path, output: Path, route: str | None, batch_size: int
         console.print(f"[yellow]skipped[/] {escape(line)}")
     # each batch is routed in one encoder pass and answered in one generate call
     resumable_batches(questions, output, batch_size, "answered",
-                      lambda batch: [a.to_dict() for a in gag.answer_batch([Query(q, route) for q in batch])])
+                      lambda batch: [a.to_dict() for a in gag.answer_batch([Query(q, route, passages=passages)
+                                                                            for q in batch])])
     console.print(f"[green]Wrote[/] {len(questions)} answers to {output}")
     if skipped:
         raise DataError(f"skipped {len(skipped)} bad line(s) of {input}: {'; '.join(skipped[:5])}. Fix them and "

@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         from gag_core import install
         from gag_core.errors import DataError
         from gag_core.module import DomainModule
-        from gag_core.training.config import load_config
+        from gag_core.training.config import load_config, resolved
         from gag_core.training.train_domain import TrainInputs, train_domain
         from gag_plugins.api import GENERAL_QUESTIONS
         from gag_plugins.manager import collect
@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         data = Path(datasets[DEMO])
         build = gag_home() / "builds" / DEMO
         cfg = load_config(None, "embedded")
-        stale = _built_with_other_config(build, cfg.to_dict())
+        stale = _built_with_other_config(build, resolved(cfg, grounded=cfg.readout.context_passages > 0).to_dict())
         if stale:
             console.print("[yellow]The cached demo module was trained with other settings (an older gag); "
                           "training it again.[/]")

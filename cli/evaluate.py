@@ -63,11 +63,12 @@ def eval_cmd(
     data: Path = typer.Option(..., "--data", help="JSONL rows with 'question' and a gold answer."),
     methods: str = typer.Option("base,rag,expert,gag", "--methods",
                                 help="Comma-separated: base, expert, expert-text, gag, gag-routed, rag, "
-                                     "rag-bm25, rag-dense, rag-bm25@2, ..."),
+                                     "rag-bm25, rag-dense, rag-bm25@2, gag+rag (memory slots + the top-k chunks), "
+                                     "gag+rag-bm25@1, ..."),
     corpus: Path = typer.Option(None, "--corpus", help="RAG corpus: .jsonl ('text' per line), .txt/.md, or a folder."),
     routed: bool = typer.Option(False, "--routed", help="Replace 'gag' by 'gag-routed' (the router picks the route)."),
     out: Path = typer.Option(None, "--out", help="Output folder (default: gag-eval/DOMAIN)."),
-    k: str = typer.Option("2", "--k", help="Top-k values for rag, e.g. 1,2,3."),
+    k: str = typer.Option("2", "--k", help="Top-k values for rag and gag+rag, e.g. 1,2,3."),
     retriever: str = typer.Option("bm25,dense", "--retriever", help="Retrievers for rag: bm25, dense."),
     chunk_size: int = typer.Option(480, "--chunk-size", help="RAG chunk size in base-tokenizer tokens."),
     chunk_overlap: int = typer.Option(48, "--chunk-overlap", help="Tokens shared by neighbouring chunks."),
@@ -93,7 +94,7 @@ def eval_cmd(
                         bertscore_model=bertscore_model, batch_size=batch_size, latency_sample=latency_sample,
                         max_new_tokens=max_new_tokens)
     planned = expand_methods(_names(methods), config.ks, config.retrievers, routed=routed)
-    if any(m.startswith("rag-") for m in planned) and corpus is None:
+    if any("rag-" in m for m in planned) and corpus is None:
         raise ConfigError("The rag methods need --corpus FILE (the documents to retrieve from); "
                           "pass it or leave rag out of --methods.")
     rows = load_rows(data, limit)  # refuse bad data before loading any model

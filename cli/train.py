@@ -37,6 +37,9 @@ def register(app: typer.Typer) -> None:
         base: str = typer.Option(None, "--base", help="Base model id/folder (overrides the profile)."),
         expert: str = typer.Option(None, "--expert", help="Expert backbone id/folder (overrides the profile)."),
         readout: str = typer.Option(None, "--readout", help="Readout kind: final_token, multi_slot or prefill."),
+        passages: int = typer.Option(None, "--passages", min=0, max=16, help="Passages of the corpus the expert reads "
+                                     "before each question (readout.context_passages; 0 = none; default: the "
+                                     "profile's)."),
         projector: str = typer.Option(None, "--projector", help="Projector kind: anchored_residual (embedded "
                                       "default), mlp2x_gelu or gated_residual (paper default)."),
         epochs: int = typer.Option(None, "--epochs", help="Alignment epochs (Stage II)."),
@@ -56,7 +59,8 @@ def register(app: typer.Typer) -> None:
 
         overrides = {"base": base, "expert": expert, "question_field": question_field, "answer_field": answer_field,
                      "stage1": {"mix": mix, "augment": list(augment) or None},
-                     "stage2": {"projector": projector, "epochs": epochs or None}}
+                     "stage2": {"projector": projector, "epochs": epochs or None},
+                     "readout": {"context_passages": passages}}
         out = out or gag_home() / "builds" / name
         inputs = TrainInputs(name, qa, corpus, dev, list(expert_only), general_questions=GENERAL_QUESTIONS)
         augmenters = collect("register_augmenters")

@@ -105,11 +105,14 @@ class InjectionHook:
         mid, post = rest.split(_S, 1)
         return self._template_ids(pre) + q_ids + self._template_ids(mid), self._template_ids(post)
 
-    def build(self, question: str, num_slots: int, history: list[dict] | None = None) -> BuiltPrompt:
-        """The knowledge prompt for ``question`` with ``num_slots`` reserved positions."""
+    def build(self, question: str, num_slots: int, history: list[dict] | None = None,
+              text: str | None = None) -> BuiltPrompt:
+        """The knowledge prompt for ``question`` with ``num_slots`` reserved positions; ``text`` (gag+rag: retrieved
+        passages) follows the slots as more knowledge."""
         ids, post = self._knowledge_parts(question, history)
         start = len(ids)
-        return BuiltPrompt(ids + [self.slot_token_id] * num_slots + post, list(range(start, start + num_slots)))
+        extra = self._user_ids("\n" + text) if text else []
+        return BuiltPrompt(ids + [self.slot_token_id] * num_slots + extra + post, list(range(start, start + num_slots)))
 
     def build_plain(self, question: str, history: list[dict] | None = None) -> BuiltPrompt:
         """The general route: the question as the user's turn, no knowledge slots."""

@@ -9,6 +9,7 @@ router/prototypes.safetensors   k-means prototypes of the training questions
 router/exemplars.jsonl          exemplar questions (to rebuild prototypes with another encoder)
 router/lexical.json             optional: term document frequencies for hybrid routing (gag_core.lexical)
 router/calibration.json         optional: held-out questions for the router's calibration (gag_core.calibration)
+knowledge/passages.jsonl        the passages a grounded expert reads (readout.context_passages > 0; gag_core.grounding)
 README.md                       Hugging Face model card
 ```
 """
@@ -28,7 +29,7 @@ import torch
 from .errors import IncompatibleModuleError, ModuleFormatError
 from .jsonl import iter_objects
 from .models import fingerprints_match
-from .projectors import ProjectorBundle, ProjectorConfig
+from .projectors import BUILTIN_PROJECTORS, ProjectorBundle, ProjectorConfig
 from .readouts import ReadoutConfig
 from .safety import (SizeLimits, check_adapter_config, check_file_hashes, check_manifest_fields,
                      read_safetensors_header, scan_folder, sha256_file)
@@ -45,6 +46,8 @@ CALIBRATION = "router/calibration.json"
 CARD = "README.md"
 TRAIN_QA = "data/train_qa.jsonl"  # optional, like CORPUS_SAMPLE: the data `gag update-domain` replays
 CORPUS_SAMPLE = "data/corpus_sample.jsonl"
+PASSAGES = "knowledge/passages.jsonl"  # required when the readout's expert reads passages (context_passages > 0)
+OPTIONAL_FILES = (LEXICAL, CALIBRATION, TRAIN_QA, CORPUS_SAMPLE, PASSAGES)
 REQUIRED_FILES = (ADAPTER_CONFIG, ADAPTER_WEIGHTS, PROJECTOR, PROTOTYPES, EXEMPLARS)
 MANIFEST_KEYS = {"format_version", "name", "version", "description", "base", "expert", "readout", "projector",
                  "prompt", "router", "files", "training", "history"}
@@ -152,8 +155,6 @@ def read_manifest(folder: Path) -> Manifest:
 def expected_projector_shapes(config: ProjectorConfig) -> dict[str, list[int]]:
     """Tensor shapes the manifest's projector config implies. For a plugin's projector kind only the parts
     gag owns (layer mixer, gain) are known here; the rest is checked when the plugin's class loads them."""
-    from .projectors import BUILTIN_PROJECTORS
-
     if config.kind in BUILTIN_PROJECTORS:
         with torch.device("meta"):
             bundle = ProjectorBundle(config)
@@ -196,7 +197,7 @@ def verify_module(folder: Path, limits: SizeLimits | None = None) -> Manifest:
             read_safetensors_header(files[rel])
     found = {k: v["shape"] for k, v in read_safetensors_header(files[PROJECTOR]).items()}
     expected = expected_projector_shapes(manifest.projector)
-    if not _builtin_projector(manifest.projector.kind):  # a plugin's own tensors: checked at load time
+    if manifest.projector.kind not in BUILTIN_PROJECTORS:  # a plugin's own tensors: checked at load time
         found = {k: v for k, v in found.items() if not k.startswith("projector.")}
     if found != expected:
         raise ModuleFormatError(
@@ -211,6 +212,9 @@ def verify_module(folder: Path, limits: SizeLimits | None = None) -> Manifest:
                                 f"found {protos}.")
     check_adapter_config(_read_json(files[ADAPTER_CONFIG]), ADAPTER_CONFIG)
     _check_router_files(files)
+    if manifest.readout.context_passages and PASSAGES not in files:
+        raise ModuleFormatError(f"Module {manifest.name!r}: its expert reads passages (readout.context_passages = "
+                                f"{manifest.readout.context_passages}) but it ships no {PASSAGES}; re-export it.")
     for name, info in read_safetensors_header(files[ADAPTER_WEIGHTS]).items():
         if "lora_" not in name:
             raise ModuleFormatError(f"{ADAPTER_WEIGHTS} holds {name!r}, which is not a LoRA tensor.")
@@ -229,12 +233,6 @@ def _check_router_files(files: dict[str, Path]) -> None:
         LexicalIndex.load(files[LEXICAL])
     if CALIBRATION in files:
         read_route_calibration(files[CALIBRATION].read_text(encoding="utf-8"), CALIBRATION)
-
-
-def _builtin_projector(kind: str) -> bool:
-    from .projectors import BUILTIN_PROJECTORS
-
-    return kind in BUILTIN_PROJECTORS
 
 
 def _shape_summary(shapes: dict) -> str:
@@ -267,7 +265,8 @@ def write_module(folder: Path, manifest: Manifest, *, projector: ProjectorBundle
                  prototypes: torch.Tensor, exemplars: list[str], card: str,
                  router_files: dict[str, str] | None = None, data_files: dict[str, str] | None = None) -> Path:
     """Write a complete module atomically (staging folder, then rename). Returns the folder.
-    ``router_files``: the optional {LEXICAL or CALIBRATION: JSON text}; ``data_files``: {TRAIN_QA, CORPUS_SAMPLE: JSONL}."""
+    ``router_files``: the optional {LEXICAL or CALIBRATION: JSON text}; ``data_files``: {TRAIN_QA, CORPUS_SAMPLE,
+    PASSAGES: JSONL}."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -292,9 +291,8 @@ def write_module(folder: Path, manifest: Manifest, *, projector: ProjectorBundle
                 f.write(json.dumps({"question": q}, ensure_ascii=False) + "\n")
         (staging / CARD).write_text(card, encoding="utf-8")
         for rel, text in {**(router_files or {}), **(data_files or {})}.items():
-            if rel not in (LEXICAL, CALIBRATION, TRAIN_QA, CORPUS_SAMPLE):
-                raise ModuleFormatError(f"{rel} is not an optional module file; use {LEXICAL}, {CALIBRATION}, "
-                                        f"{TRAIN_QA} or {CORPUS_SAMPLE}.")
+            if rel not in OPTIONAL_FILES:
+                raise ModuleFormatError(f"{rel} is not an optional module file; use one of {OPTIONAL_FILES}.")
             (staging / rel).parent.mkdir(exist_ok=True)
             (staging / rel).write_text(text, encoding="utf-8")
         manifest.router = {**manifest.router, "num_prototypes": int(prototypes.shape[0]), "dim": int(prototypes.shape[1])}

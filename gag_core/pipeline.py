@@ -24,10 +24,12 @@ import torch
 from . import generation
 from .errors import ConfigError, DomainNotFoundError, IncompatibleModuleError
 from .generation import Generated, GenerationOptions
+from .grounding import Grounding
 from .injection import BuiltPrompt, InjectionHook, merge_memory
 from .models import adapters_off, canonical_model_id
 from .module import DomainModule
 from .projectors import ProjectorBundle
+from .retrieval import format_knowledge
 from .readouts import BUILTIN_READOUTS
 from .routes import GENERAL, RouteDecision
 
@@ -71,6 +73,7 @@ class LoadedDomain:
     projector: ProjectorBundle
     hook: InjectionHook
     expert_id: str
+    grounding: Grounding  # the passages the expert reads before each question (none for most modules)
 
     @property
     def name(self) -> str:
@@ -153,6 +156,7 @@ class GagPipeline:
         # everything that can refuse the module runs before its adapter is attached to the shared expert
         readout = readout_cls(module.manifest.readout)
         projector = module.load_projector(projector_cls)
+        grounding = Grounding.of_module(module)
         hook = InjectionHook(self.tokenizer, **{k: v for k, v in module.manifest.prompt.items()
                                                if k in ("instruction", "template")})
         model, _, key = self.expert_backbone(module.manifest.expert["id"])
@@ -167,7 +171,7 @@ class GagPipeline:
         model.eval()
         model.requires_grad_(False)
         projector = projector.to(self.device)
-        loaded = LoadedDomain(module, readout, projector, hook, key)
+        loaded = LoadedDomain(module, readout, projector, hook, key, grounding)
         self.domains[module.name] = loaded
         return loaded
 
@@ -199,31 +203,50 @@ class GagPipeline:
     # -- the steps -------------------------------------------------------------------------------
     @torch.no_grad()
     def memory(self, name: str, questions: list[str]) -> torch.Tensor:
-        """Expert readout + projection for a batch of questions -> [B, K, h_base]."""
+        """Expert readout (of the question, after its passages for a grounded expert) + projection -> [B, K, h_base]."""
         model, tok = self.domain_expert(name)
         d = self.domain(name)
-        return d.projector(d.readout.read(model, tok, questions))
+        return d.projector(d.readout.read(model, tok, d.grounding.expert_inputs(questions)))
 
-    def build_prompts(self, questions: list[str], routes: str | Sequence[str], histories=None) -> list[BuiltPrompt]:
-        """Each question's base prompt: K slot positions on a domain route, none on the general route."""
+    def build_prompts(self, questions: list[str], routes: str | Sequence[str], histories=None,
+                      texts: Sequence[str | None] | None = None) -> list[BuiltPrompt]:
+        """Each question's base prompt: K slot positions on a domain route (followed by the row's ``texts``, if any:
+        gag+rag), none on the general route."""
         routes = _per_row(routes, len(questions))
         histories = histories or [None] * len(questions)
+        texts = texts or [None] * len(questions)
         prompts = []
-        for q, route, h in zip(questions, routes, histories):
+        for q, route, h, text in zip(questions, routes, histories, texts):
             if route == GENERAL:
                 prompts.append(self.general_hook.build_plain(q, h))
             else:
                 d = self.domain(route)
-                prompts.append(d.hook.build(q, d.module.manifest.projector.slots, h))
+                prompts.append(d.hook.build(q, d.module.manifest.projector.slots, h, text))
         return prompts
 
+    def passages(self, questions: list[str], routes: Sequence[str], k: Sequence[int]) -> list[str | None]:
+        """gag+rag: each domain row's top-``k`` passages of its domain's own knowledge as numbered text (None on the
+        general route and where k is 0); a domain that ships no passages is refused."""
+        out: list[str | None] = []
+        for q, route, n in zip(questions, routes, k):
+            if not n or route == GENERAL:
+                out.append(None)
+                continue
+            grounding = self.domain(route).grounding
+            if not grounding.passages:
+                raise ConfigError(f"Domain {route!r} ships no passages to retrieve from (its expert was trained "
+                                  "without readout.context_passages); answer without passages, or retrain it with "
+                                  "a corpus and readout.context_passages >= 1.")
+            out.append(format_knowledge(grounding.top([q], n)[0]))
+        return out
+
     @torch.no_grad()
-    def inputs(self, questions: list[str], routes: str | Sequence[str], histories=None
-               ) -> tuple[dict, list[BuiltPrompt]]:
+    def inputs(self, questions: list[str], routes: str | Sequence[str], histories=None,
+               texts: Sequence[str | None] | None = None) -> tuple[dict, list[BuiltPrompt]]:
         """The base model's inputs for a batch, one route per row: left-padded ids when every row is general,
         else ``inputs_embeds`` with each domain's projected memory (one readout per domain) in its rows' slots."""
         routes = _per_row(routes, len(questions))
-        prompts = self.build_prompts(questions, routes, histories)
+        prompts = self.build_prompts(questions, routes, histories, texts)
         batch = self.general_hook.collate(prompts)
         ids, attn = batch.input_ids.to(self.device), batch.attention_mask.to(self.device)
         if all(r == GENERAL for r in routes):
@@ -258,14 +281,16 @@ class GagPipeline:
     @torch.no_grad()
     def answer_batch(self, questions: list[str], routes: str | Sequence[str], histories=None,
                      options: GenerationOptions | int | None = None, *, cancel=None,
-                     on_text: Callable[[int, str], None] | None = None) -> list[Answer]:
+                     on_text: Callable[[int, str], None] | None = None,
+                     texts: Sequence[str | None] | None = None) -> list[Answer]:
         """Answer a batch in one ``generate`` call; ``routes`` is one route for all or one per question.
-        ``cancel`` holds one event (or None) per question; ``on_text(row, piece)`` streams text as it comes."""
+        ``cancel`` holds one event (or None) per question; ``on_text(row, piece)`` streams text as it comes;
+        ``texts``: knowledge text per row after a domain row's memory slots (gag+rag)."""
         if not questions:
             return []
         start = time.perf_counter()
         routes = _per_row(routes, len(questions))
-        inputs, prompts = self.inputs(questions, routes, histories)
+        inputs, prompts = self.inputs(questions, routes, histories, texts)
         generated = self.generate(inputs, options, cancel=cancel, on_text=on_text)
         elapsed = (time.perf_counter() - start) / len(questions)
         return [Answer(q, g.text.strip(), r, len(p.input_ids), elapsed, completion_tokens=g.completion_tokens,
@@ -278,7 +303,8 @@ class GagPipeline:
         return self.answer_batch([question], route, [history], options)[0]
 
     def stream(self, question: str, route: str, history=None, options: GenerationOptions | int | None = None,
-               stop: threading.Event | None = None, *, max_new_tokens: int | None = None) -> Iterator[str]:
+               stop: threading.Event | None = None, *, max_new_tokens: int | None = None,
+               text: str | None = None) -> Iterator[str]:
         """Yield the answer text as it is generated. Setting ``stop`` ends generation early; so does leaving
         the loop (break, Ctrl-C, ``close()``): the generation thread never outlives the iterator."""
         options = options if options is not None else max_new_tokens
@@ -289,7 +315,7 @@ class GagPipeline:
         def run():
             try:
                 self.answer_batch([question], route, [history], options, cancel=[_AnyEvent(halt, stop)],
-                                  on_text=lambda _, piece: pieces.put(piece))
+                                  on_text=lambda _, piece: pieces.put(piece), texts=[text])
             except BaseException as exc:  # surfaced in the caller's thread
                 errors.append(exc)
             finally:

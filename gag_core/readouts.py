@@ -51,6 +51,9 @@ class ReadoutConfig:
     layer_norm: bool = field(default=True, metadata={"help": "LayerNorm each pooled vector (no affine)"})
     reencode: bool = field(default=False, metadata={"help": "read the generated background in a second pass "
                                                             "without the question (phrasing-invariant memory)"})
+    context_passages: int = field(default=0, metadata={"help": "passages of the domain's documents the expert reads "
+                                                               "before the question (0 = none; gag_core.grounding)"})
+    context_words: int = field(default=100, metadata={"help": "words per passage the expert reads"})
 
     def __post_init__(self):
         # Plugins register further kinds, so any well-formed name is accepted here; the registry lookup
@@ -72,6 +75,9 @@ class ReadoutConfig:
                               "Set reencode = false or use multi_slot.")
         if self.max_new_tokens < 1:
             raise ConfigError(f"readout.max_new_tokens must be >= 1; got {self.max_new_tokens}.")
+        if not 0 <= self.context_passages <= 16 or self.context_words < 8:
+            raise ConfigError(f"readout.context_passages must be in 0..16 and readout.context_words >= 8; got "
+                              f"{self.context_passages} and {self.context_words}.")
         self.layers = [int(x) for x in self.layers]
 
     @classmethod

@@ -30,6 +30,7 @@ class Query:
     question: str
     route: str | None = None  # None = let the router choose; "general"; or a domain name (skips routing)
     history: list[dict] | None = None  # earlier chat messages, before the question in the base prompt
+    passages: int = 0  # gag+rag: also paste the domain's top-k passages as text after the memory slots
 
 
 class RoutedStream:
@@ -154,8 +155,11 @@ class RoutedService:
         if not queries:
             return []
         routes, decisions = self._decide(queries)
-        answers = self.pipeline.answer_batch([q.question for q in queries], routes, [q.history for q in queries],
-                                             options, cancel=cancel, on_text=on_text)
+        questions = [q.question for q in queries]
+        texts = self.pipeline.passages(questions, routes, [q.passages for q in queries]) \
+            if any(q.passages for q in queries) else None
+        answers = self.pipeline.answer_batch(questions, routes, [q.history for q in queries], options, cancel=cancel,
+                                             on_text=on_text, texts=texts)
         for i, decision in decisions.items():
             answers[i].decision, answers[i].route_score = decision, decision.score
         return answers
@@ -166,9 +170,10 @@ class RoutedService:
         return self.answer_batch([Query(question, route, history)], options)[0]
 
     def stream(self, question: str, route: str | None = None, history: list[dict] | None = None, options=None,
-               stop: threading.Event | None = None) -> RoutedStream:
+               stop: threading.Event | None = None, passages: int = 0) -> RoutedStream:
         """The answer's text as it is generated; setting ``stop`` ends it early. Routing happens here, so the
-        stream's ``route`` and ``decision`` are known before iterating."""
+        stream's ``route`` and ``decision`` are known before iterating. ``passages``: as :class:`Query`'s."""
         routes, decisions = self._decide([Query(question, route, history)])
-        pieces = self.pipeline.stream(question, routes[0], history, options, stop=stop)
+        text = self.pipeline.passages([question], routes, [passages])[0]
+        pieces = self.pipeline.stream(question, routes[0], history, options, stop=stop, text=text)
         return RoutedStream(pieces, routes[0], decisions.get(0))

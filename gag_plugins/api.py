@@ -157,6 +157,6 @@ class GAG(RoutedService):
     def answer(self, question: str, route: str | None = None, history=None, options=None, *, domain=None):
         return super().answer(question, route or domain, history, options)
 
-    def stream(self, question: str, route: str | None = None, history=None, options=None, stop=None, *,
-               domain=None) -> RoutedStream:
-        return super().stream(question, route or domain, history, options, stop)
+    def stream(self, question: str, route: str | None = None, history=None, options=None, stop=None,
+               passages: int = 0, *, domain=None) -> RoutedStream:
+        return super().stream(question, route or domain, history, options, stop, passages)

@@ -173,9 +173,10 @@ def test_mixed_training_interleaves_documents_and_qa_in_one_phase(tiny_tokenizer
 
     qa = [(f"What colour is mineral {i}?", COLOURS[i % 4]) for i in range(8)]
     corpus = [d.text for d in mineral_docs(8)]
-    sequential = stage1_phases(tiny_tokenizer, qa, corpus, ExpertConfig(max_length=32), None)
+    plain = {"dapt_epochs": 1, "sft_epochs": 8}  # a plain expert's (training resolves unset epochs: config.resolved)
+    sequential = stage1_phases(tiny_tokenizer, qa, corpus, ExpertConfig(max_length=32, **plain), None)
     assert [(name, epochs) for name, _, epochs in sequential] == [("stage1-dapt", 1), ("stage1-sft", 8)]
-    [(name, examples, epochs)] = stage1_phases(tiny_tokenizer, qa, corpus, ExpertConfig(max_length=32, mix="mixed"),
+    [(name, examples, epochs)] = stage1_phases(tiny_tokenizer, qa, corpus, ExpertConfig(max_length=32, mix="mixed", **plain),
                                                None)
     assert (name, epochs) == ("stage1-mixed", 8)
     assert len(examples) == len(sequential[0][1]) + len(sequential[1][1])

@@ -206,9 +206,9 @@ def test_demo_retrains_a_module_built_with_other_settings(tmp_path):
     import json
 
     from cli.demo import _built_with_other_config
-    from gag_core.training.config import load_config
+    from gag_core.training.config import load_config, resolved
 
-    config = load_config(None, "embedded").to_dict()
+    config = resolved(load_config(None, "embedded"), grounded=True).to_dict()  # what the demo's module records
     assert not _built_with_other_config(tmp_path, config)  # nothing built yet: just train
     (tmp_path / "gag-domain.json").write_text(json.dumps({"training": {"config": config}}))
     assert not _built_with_other_config(tmp_path, config)

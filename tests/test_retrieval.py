@@ -6,7 +6,7 @@ import pytest
 
 from gag_core.errors import ConfigError, DataError
 from gag_core.corpus import Document, chunk_documents, chunk_text, load_corpus
-from gag_core.evaluation.retrieval import BM25Retriever, DenseRetriever, format_knowledge
+from gag_core.retrieval import BM25Retriever, DenseRetriever, format_knowledge
 from gag_core.models import embedded_sentence_encoder_path, load_sentence_encoder
 
 DOCS = [

@@ -236,7 +236,21 @@ def test_configs_refuse_bad_values_naming_the_setting_the_value_and_the_fix(tmp_
     with pytest.raises(ConfigError, match="readout.kind = 'custom' cannot be trained.*final_token, multi_slot"):
         load_config(None, "embedded", {"readout": {"kind": "custom"}})
     cfg = load_config(None, "embedded", {"stage2": {"epochs": None, "projector": "mlp2x_gelu"}, "base": None})
-    assert (cfg.stage2.epochs, cfg.stage2.projector, cfg.base) == (9, "mlp2x_gelu", None)  # None = not given
+    assert (cfg.stage2.epochs, cfg.stage2.projector, cfg.base) == (None, "mlp2x_gelu", None)  # None = not given
+
+
+def test_unset_epochs_mean_one_thing_for_a_grounded_expert_and_another_for_a_plain_one():
+    from gag_core.training.config import load_config, resolved
+
+    cfg = load_config(None, "embedded")
+    assert cfg.readout.context_passages == 1 and cfg.stage1.sft_epochs is None and cfg.stage2.epochs is None
+    grounded, plain = resolved(cfg, grounded=True), resolved(cfg, grounded=False)
+    assert (grounded.stage1.dapt_epochs, grounded.stage1.sft_epochs, grounded.stage2.epochs) == (0, 1, 4)
+    assert (plain.stage1.dapt_epochs, plain.stage1.sft_epochs, plain.stage2.epochs) == (1, 8, 9)
+    given = resolved(load_config(None, "embedded", {"stage1": {"sft_epochs": 3}}), grounded=True)
+    assert (given.stage1.sft_epochs, given.stage2.epochs) == (3, 4)  # a set value is used as given
+    paper = load_config(None, "paper")
+    assert resolved(paper, grounded=False) == paper  # the paper profile sets every count
 
 
 def test_readout_kinds_start_from_the_one_table_of_defaults():

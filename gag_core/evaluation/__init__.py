@@ -17,7 +17,7 @@ from .metrics import (
     token_f1,
 )
 from .report import markdown_table, write_report
-from .retrieval import BM25Retriever, DenseRetriever, format_knowledge
+from ..retrieval import BM25Retriever, DenseRetriever, format_knowledge
 
 __all__ = [
     "BM25Retriever", "BertScorer", "DenseRetriever", "StsScorer", "aggregate", "aggregate_by",

@@ -8,9 +8,12 @@ Methods (the names results use):
 - ``gag-routed``    GAG with the route the service's router picks per question (``general`` = the plain base);
 - ``rag-bm25@k``, ``rag-dense@k``  the top-k corpus chunks pasted as text into the *same* instruction
                     template GAG uses (``InjectionHook.build_with_text``), then greedy base generation;
+- ``gag+rag-bm25@k``, ``gag+rag-dense@k``  GAG's memory slots followed by those top-k chunks as text, in one
+                    base prompt (``InjectionHook.build(..., text=)``);
 - ``expert-text``   the expert's generated answer pasted as knowledge text into that template.
 
-``rag`` expands to every retriever × k of the config, ``rag-bm25`` to every k. All methods answer in
+``rag`` (and ``gag+rag``) expands to every retriever × k of the config, ``rag-bm25`` (``gag+rag-bm25``) to
+every k. All methods answer in
 left-padded batches; latency is timed apart, per question at batch 1 on the first few questions, so the
 median reads as what one user waits for (retrieval, routing and the expert included where a method uses
 them). Metric definitions: :mod:`gag_core.evaluation.metrics` and docs/evaluation.md.
@@ -35,11 +38,11 @@ from ..routes import GENERAL
 from ..service import Query, RoutedService
 from .metrics import BertScorer, StsScorer, aggregate, contains, exact_match, summarize_latencies, token_f1
 from ..corpus import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_TOKENS, Document, chunk_documents, load_corpus
-from .retrieval import BM25Retriever, DenseRetriever, format_knowledge
+from ..retrieval import BM25Retriever, DenseRetriever, format_knowledge
 
 PLAIN_METHODS = ("base", "expert", "expert-text", "gag", "gag-routed")
 RETRIEVERS = ("bm25", "dense")
-RAG_RE = re.compile(r"^rag-(bm25|dense)@([1-9][0-9]*)$")
+RAG_RE = re.compile(r"^(gag\+)?rag-(bm25|dense)@([1-9][0-9]*)$")  # (gag+)rag-<retriever>@<k>
 RATE_METRICS = ("containment", "exact_match", "token_f1")
 Progress = Callable[[str, int, int, dict], None]
 
@@ -131,9 +134,9 @@ def expand_methods(methods: Sequence[str], ks: Sequence[int] = (2,), retrievers:
     ``gag`` with ``gag-routed``. Unknown names are refused; duplicates dropped (first order kept)."""
     out: list[str] = []
     for m in (m.strip() for m in methods):
-        if m == "rag":
-            out += [f"rag-{r}@{k}" for r in retrievers for k in ks]
-        elif m in ("rag-bm25", "rag-dense"):
+        if m in ("rag", "gag+rag"):
+            out += [f"{m}-{r}@{k}" for r in retrievers for k in ks]
+        elif m in ("rag-bm25", "rag-dense", "gag+rag-bm25", "gag+rag-dense"):
             out += [f"{m}@{k}" for k in ks]
         elif m == "gag" and routed:
             out.append("gag-routed")
@@ -141,7 +144,7 @@ def expand_methods(methods: Sequence[str], ks: Sequence[int] = (2,), retrievers:
             out.append(m)
         else:
             raise ConfigError(f"Unknown method {m!r}; expected {', '.join(PLAIN_METHODS)}, rag, rag-bm25, "
-                              "rag-dense or rag-<bm25|dense>@<k> (e.g. rag-bm25@2).")
+                              "rag-dense, rag-<bm25|dense>@<k> (e.g. rag-bm25@2), gag+rag or gag+rag-<bm25|dense>@<k>.")
     return list(dict.fromkeys(out))
 
 
@@ -157,9 +160,11 @@ class MethodOutput:
 @torch.no_grad()
 def expert_alone_answers(pipe, domain: str, questions: list[str], max_new_tokens: int = 32,
                          batch_size: int = 16) -> list[str]:
-    """The expert (with its LoRA) answering directly, prompted as in its Stage I training."""
+    """The expert (with its LoRA) answering directly, prompted as in its Stage I training (after its passages when
+    it is grounded)."""
     model, tok = pipe.domain_expert(domain)  # the domain's adapter active
     system = pipe.domain(domain).readout.config.background_prompt
+    questions = pipe.domain(domain).grounding.expert_inputs(questions)
     device = model.get_input_embeddings().weight.device
     out = []
     for s in range(0, len(questions), batch_size):
@@ -220,11 +225,14 @@ def method_runner(method: str, service: RoutedService, domain: str, retrievers: 
         return lambda qs: MethodOutput(expert_alone_answers(pipe, domain, qs, mnt, len(qs)), [None] * len(qs))
     if method == "expert-text":
         return lambda qs: answer_with_text(pipe, domain, qs, expert_alone_answers(pipe, domain, qs, mnt, len(qs)), mnt)
-    kind, k = RAG_RE.match(method).groups()
+    with_memory, kind, k = RAG_RE.match(method).groups()
 
     def rag(qs: list[str]) -> MethodOutput:
-        hits = retrievers.get(kind).search_batch(qs, int(k))
-        return answer_with_text(pipe, domain, qs, [format_knowledge(h) for h in hits], mnt)
+        knowledge = [format_knowledge(h) for h in retrievers.get(kind).search_batch(qs, int(k))]
+        if with_memory:  # gag+rag: the memory slots, then the passages
+            answers = pipe.answer_batch(qs, domain, options=GenerationOptions(mnt), texts=knowledge)
+            return MethodOutput([a.answer for a in answers], [a.prompt_tokens for a in answers])
+        return answer_with_text(pipe, domain, qs, knowledge, mnt)
 
     return rag
 
@@ -254,7 +262,7 @@ def _check_plan(methods: list[str], service: RoutedService, domain: str | None, 
             raise ConfigError(f"Pass domain=NAME; loaded domains: {service.domains or 'none'}.")
         domain = service.domains[0]
     service.module(service.resolve(domain))  # refuses general, an unavailable domain (with why) or an unknown one
-    if any(m.startswith("rag-") for m in methods) and corpus is None:
+    if any(RAG_RE.match(m) for m in methods) and corpus is None:
         raise ConfigError("RAG methods need a corpus: pass corpus=PATH (CLI: --corpus FILE), or drop rag from methods.")
     return domain
 
@@ -278,7 +286,7 @@ def evaluate_methods(service: RoutedService, rows: Sequence[dict], methods: Sequ
     methods = expand_methods(methods, config.ks, config.retrievers)
     domain = _check_plan(methods, service, domain, corpus)
     items = prepare_items(rows, config)
-    needs_corpus = any(m.startswith("rag-") for m in methods)
+    needs_corpus = any(RAG_RE.match(m) for m in methods)
     retrievers = CorpusRetrievers(corpus, config, service.pipeline.tokenizer) if needs_corpus else None
     sts = StsScorer(config.sts_model) if config.sts else None
     bert = BertScorer(config.bertscore_model) if config.bertscore_model else None

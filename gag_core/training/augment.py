@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from ..corpus import Document, split_sentences
+from ..corpus import Document, passages, split_sentences
 from ..errors import ConfigError
 
 
@@ -114,6 +114,21 @@ def resolve_pronouns(sentence: str, subject: str) -> str:
     if replaced != sentence:
         return replaced
     return _POSSESSIVE_START.sub(f"{subject}'s", sentence, count=1)
+
+
+def expert_passages(documents: Sequence[Document], max_words: int) -> list[str]:
+    """The passages a grounded expert reads (:mod:`gag_core.grounding`): each document cut into passages of whole
+    sentences of at most ``max_words`` words, a sentence that starts with a pronoun starting with the document's
+    subject instead, and a passage that does not name its subject prefixed with it ("Fenbelite: ..."), so every
+    passage says what it is about."""
+    out = []
+    for document in documents:
+        subject = subject_name(document)
+        for piece in passages(document, max_words):
+            sentences = split_sentences(piece.text)
+            text = " ".join(resolve_pronouns(s, subject) for s in sentences) if subject else " ".join(sentences)
+            out.append(f"{subject}: {text}" if subject and subject not in text else text)
+    return [text for text in out if text]
 
 
 def normalise(text: str) -> str:

@@ -42,6 +42,11 @@ def one_of(names) -> Rule:
     return Rule(lambda v: v in names, "one of " + ", ".join(sorted(names)))
 
 
+def unset_or_at_least(n: int) -> Rule:
+    return Rule(lambda v: v is None or (_is_int(v) and v >= n), f"an integer >= {n}, or unset (the default for a "
+                                                                 "grounded or a plain expert)")
+
+
 POSITIVE = Rule(lambda v: _is_number(v) and v > 0, "a number > 0")
 NON_NEGATIVE = Rule(lambda v: _is_number(v) and v >= 0, "a number >= 0")
 FRACTION = Rule(lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)")
@@ -86,8 +91,10 @@ class ExpertConfig:
                                   "(cache_trunk), not every step", at_least(0))
     cache_trunk: bool = setting(True, "with top_layers, compute the untouched lower layers once per example instead "
                                       "of every step (same loss)", FLAG)
-    dapt_epochs: int = setting(1, "causal-LM epochs over the corpus (0 = skip)", at_least(0))
-    sft_epochs: int = setting(8, "QA supervised epochs", at_least(0))
+    dapt_epochs: int | None = setting(None, "causal-LM epochs over the corpus (0 = skip; unset: 1 for a plain expert, "
+                                            "0 for a grounded one)", unset_or_at_least(0))
+    sft_epochs: int | None = setting(None, "QA supervised epochs (unset: 8 for a plain expert, 1 for a grounded one, "
+                                           "which learns to read its passages in one)", unset_or_at_least(0))
     lr: float = setting(2e-3, "learning rate", POSITIVE)
     batch_size: int = setting(16, "examples per step", at_least(1))
     max_length: int = setting(160, "tokens per example (longer are cut)", at_least(2))
@@ -110,7 +117,8 @@ class AlignConfig:
 
     projector: str = setting("anchored_residual", "projector kind: anchored_residual | mlp2x_gelu | gated_residual",
                              one_of(BUILTIN_PROJECTORS))
-    epochs: int = setting(9, "passes over the QA pairs", at_least(1))
+    epochs: int | None = setting(None, "passes over the QA pairs (unset: 9 for a plain expert, 4 for a grounded one)",
+                                 unset_or_at_least(1))
     lr: float = setting(1.5e-3, "peak learning rate (cosine decay, 5% warm-up)", POSITIVE)
     batch_size: int = setting(4, "examples per step (per process); small batches align faster per epoch "
                                  "(docs/training.md)", at_least(1))
@@ -148,7 +156,7 @@ class TrainConfig:
     readout: ReadoutConfig = setting(
         help="expert readout", rule=Rule(lambda v: isinstance(v, ReadoutConfig), "a [readout] table"),
         factory=lambda: ReadoutConfig.for_kind("multi_slot", layers=[0], pooling="mean", slots=12, reencode=True,
-                                               layer_norm=False))
+                                               layer_norm=False, context_passages=1))
     stage1: ExpertConfig = setting(help="Stage I", rule=Rule(lambda v: isinstance(v, ExpertConfig), "a [stage1] table"),
                                    factory=ExpertConfig)
     stage2: AlignConfig = setting(help="Stage II", rule=Rule(lambda v: isinstance(v, AlignConfig), "a [stage2] table"),
@@ -187,12 +195,28 @@ def profile_defaults(profile: str) -> TrainConfig:
     raise ConfigError(f"Unknown profile {profile!r}; expected embedded or paper.")
 
 
+# What an unset epoch count means (docs/training.md): a plain expert memorises its QA over 8 epochs after one pass
+# over the corpus and needs 9 alignment epochs; a grounded one learns to read its passages in one epoch.
+EPOCH_DEFAULTS = {"plain": {"dapt_epochs": 1, "sft_epochs": 8, "align_epochs": 9},
+                  "grounded": {"dapt_epochs": 0, "sft_epochs": 1, "align_epochs": 4}}
+
+
+def resolved(config: TrainConfig, grounded: bool) -> TrainConfig:
+    """``config`` with every unset epoch count set to its default for a grounded or a plain expert."""
+    d = EPOCH_DEFAULTS["grounded" if grounded else "plain"]
+    s1, s2 = config.stage1, config.stage2
+    return replace(config, stage1=replace(s1, dapt_epochs=d["dapt_epochs"] if s1.dapt_epochs is None else s1.dapt_epochs,
+                                          sft_epochs=d["sft_epochs"] if s1.sft_epochs is None else s1.sft_epochs),
+                   stage2=replace(s2, epochs=d["align_epochs"] if s2.epochs is None else s2.epochs))
+
+
 def with_readout_kind(config: TrainConfig, kind: str) -> TrainConfig:
     """``config`` with readout ``kind`` at that kind's defaults (``readouts.KIND_DEFAULTS``), keeping the
-    profile's background prompt, budget and re-reading; the profile's own kind keeps all its settings."""
+    profile's background prompt, budget, passages and re-reading; the profile's own kind keeps all its settings."""
     if kind == config.readout.kind:
         return config
-    keep = {"max_new_tokens": config.readout.max_new_tokens, "background_prompt": config.readout.background_prompt}
+    keep = {"max_new_tokens": config.readout.max_new_tokens, "background_prompt": config.readout.background_prompt,
+            "context_passages": config.readout.context_passages, "context_words": config.readout.context_words}
     if kind != "prefill":  # prefill generates no background to re-read
         keep["reencode"] = config.readout.reencode
     return replace(config, readout=ReadoutConfig.for_kind(kind, **keep))

@@ -6,7 +6,8 @@ learns new ones. A new QA row *corrects* an old one when both are about the same
 up to case, punctuation and spacing, or the same ``entity`` + ``attribute`` when the rows have those fields
 (a new row without them takes them from the old row with its question), and their answers differ (``value``
 when both rows have one, else ``answer``, compared the same way). A corrected row leaves the replay set and
-the module's data, so its old answer is never rehearsed again.
+the module's data, so its old answer is never rehearsed again; in the passages a grounded expert reads, the
+sentence that stated it is replaced by the new answer (``corrected_passages``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..corpus import split_sentences
 from ..errors import DataError
 from ..jsonl import iter_objects
 from ..module import CORPUS_SAMPLE, TRAIN_QA
@@ -123,3 +125,24 @@ def without_stale(texts: list[str], replaced: list[dict]) -> list[str]:
     if not stale:
         return texts
     return [t for t in texts if not any(e in normalised(t) and v in normalised(t) for e, v in stale)]
+
+
+def corrected_passages(texts: list[str], replaced: list[dict], new_rows: list[dict]) -> list[str]:
+    """``texts`` with every sentence that states a replaced answer -- in a passage naming the corrected row's entity,
+    a sentence naming its old value -- replaced by the correcting row's answer (once per passage), so a grounded
+    expert reads the corrected fact and keeps the passage's other facts."""
+    fixes = []
+    for old in replaced:
+        fix = next((n for n in new_rows if (_fact(n) and _fact(n) == _fact(old))
+                    or normalised(n["question"]) == normalised(old["question"])), None)
+        if fix is not None and isinstance(old.get("entity"), str) and isinstance(old.get("value"), str):
+            fixes.append((normalised(old["entity"]), f" {normalised(old['value'])} ", fix["answer"].strip()))
+    out = []
+    for text in texts:
+        for entity, value, answer in fixes:
+            if entity in normalised(text) and value in f" {normalised(text)} ":
+                sentences = split_sentences(text)
+                hit = [i for i, s in enumerate(sentences) if value in f" {normalised(s)} "]
+                text = " ".join(answer if i == hit[0] else s for i, s in enumerate(sentences) if i not in hit[1:])
+        out.append(text)
+    return out

@@ -189,10 +189,11 @@ def trunk_matches(wrapper: "SparseCausalLMLoss", examples, pad_id: int, device, 
 
 
 def stage1_phases(tokenizer, qa: list[tuple[str, str]], corpus: list[str] | None, config: ExpertConfig,
-                  system_prompt: str | None) -> list[tuple[str, list, int]]:
+                  system_prompt: str | None, prompt_allowance: int = 0) -> list[tuple[str, list, int]]:
     """(name, examples, epochs) of each Stage I phase. ``sequential``: DAPT over the corpus (if any), then QA SFT;
-    ``mixed``: one phase whose every epoch is a seeded shuffle of the corpus windows and the QA examples."""
-    sft = sft_examples(tokenizer, qa, system_prompt, config.max_length)
+    ``mixed``: one phase whose every epoch is a seeded shuffle of the corpus windows and the QA examples.
+    ``prompt_allowance``: tokens a QA example may take beyond ``max_length`` (a grounded expert's passages)."""
+    sft = sft_examples(tokenizer, qa, system_prompt, config.max_length + prompt_allowance)
     dapt = dapt_examples(tokenizer, corpus, config.max_length) if corpus else []
     if config.mix == "mixed":
         return [("stage1-mixed", dapt + sft, config.sft_epochs)]
@@ -202,7 +203,7 @@ def stage1_phases(tokenizer, qa: list[tuple[str, str]], corpus: list[str] | None
 
 def train_expert(peft_model, tokenizer, *, qa: list[tuple[str, str]], corpus: list[str] | None,
                  config: ExpertConfig, system_prompt: str | None, workdir: Path, accelerator, seed: int = 0,
-                 log_path: Path | None = None, progress=None) -> None:
+                 log_path: Path | None = None, progress=None, prompt_allowance: int = 0) -> None:
     """Run the Stage I phases (``stage1_phases``: DAPT then SFT, or mixed); each resumes from its checkpoint."""
     device = accelerator.device
     pad = pad_id(tokenizer)
@@ -213,7 +214,7 @@ def train_expert(peft_model, tokenizer, *, qa: list[tuple[str, str]], corpus: li
         ids, attn, labels, trunk = collate(batch, pad, device)
         return model(ids, attn, labels, trunk), {}
 
-    for name, examples, epochs in stage1_phases(tokenizer, qa, corpus, config, system_prompt):
+    for name, examples, epochs in stage1_phases(tokenizer, qa, corpus, config, system_prompt, prompt_allowance):
         done = workdir / f"{name}.done.safetensors"
         if done.exists():  # finished earlier: restore its weights (a later phase starts from them)
             wrapper.load_state_dict(load_file(str(done)), strict=False)

@@ -19,6 +19,7 @@ from peft import PeftModel
 from safetensors.torch import load_file, save_file
 
 from ..errors import TrainingError
+from ..grounding import Grounding
 from ..hybrid import module_router_files
 from ..injection import InjectionHook
 from ..models import hidden_size, load_causal_lm, load_sentence_encoder, load_tokenizer
@@ -49,6 +50,11 @@ class TrainContext:
     base_id: str
     expert_id: str
     dtype: str  # the profile's: the models load in it
+    grounding: Grounding = field(default_factory=lambda: Grounding([], 0))  # the passages the expert reads
+
+    def expert_inputs(self, questions: list[str]) -> list[str]:
+        """What the expert reads for each question (its top passages first when it is grounded)."""
+        return self.grounding.expert_inputs(questions)
 
     @property
     def log_path(self) -> Path:
@@ -100,8 +106,12 @@ def _train_expert(ctx: TrainContext, tokenizer, adapter_dir: Path, start: Path |
     else:  # continue a module's adapter: only its LoRA weights train
         model = PeftModel.from_pretrained(backbone.requires_grad_(False), str(start), adapter_name="default",
                                           is_trainable=True)
-    train_expert(model, tokenizer, qa=[(p.question, p.answer) for p in data.qa + data.expert_only],
-                 corpus=(data.corpus or []) + data.augmented_texts,
+    questions = [p.question for p in data.qa + data.expert_only]
+    inputs = ctx.expert_inputs(questions)
+    allowance = max((len(tokenizer(g)["input_ids"]) - len(tokenizer(q)["input_ids"]) for q, g in zip(questions, inputs)
+                     if g != q), default=0)  # the passages' tokens: a grounded example may be that much longer
+    train_expert(model, tokenizer, qa=list(zip(inputs, [p.answer for p in data.qa + data.expert_only])),
+                 corpus=(data.corpus or []) + data.augmented_texts, prompt_allowance=allowance,
                  config=config.stage1, system_prompt=config.stage1.system_prompt or config.readout.background_prompt,
                  workdir=ctx.work, accelerator=ctx.accelerator, seed=config.seed, log_path=ctx.log_path,
                  progress=ctx.progress)
@@ -137,14 +147,18 @@ def cache_readouts(ctx: TrainContext, expert: ExpertResult, num_shards: int = 1,
     started = time.time()
     config = ctx.config
     readout = BUILTIN_READOUTS[config.readout.kind](config.readout)
-    key = {"readout": config.readout.to_dict(), "adapter": file_digest(expert.adapter_dir / ADAPTER_FILE)}
+    key = {"readout": config.readout.to_dict(), "adapter": file_digest(expert.adapter_dir / ADAPTER_FILE),
+           **({"passages": ctx.grounding.digest()} if ctx.grounding.k else {})}
     if num_shards <= 1:
         num_shards, shard_rank = ctx.accelerator.num_processes, ctx.accelerator.process_index
     caches = {"train": (ctx.work / "readouts-train", ctx.data.questions),
               "dev": (ctx.work / "readouts-dev", [p.question for p in ctx.data.dev_eval])}
+    def read(batch: list[str]) -> torch.Tensor:
+        return readout.read(expert.model, expert.tokenizer, ctx.expert_inputs(batch))
+
     for split, (folder, questions) in caches.items():
         if questions:
-            build_cache(folder, questions, lambda batch: readout.read(expert.model, expert.tokenizer, batch), key=key,
+            build_cache(folder, questions, read, key=key,
                         shard_size=config.shard_size, batch_size=config.readout_batch_size, num_shards=num_shards,
                         shard_rank=shard_rank, progress=_relabelled(ctx.progress, f"readout-{split}"))
     ctx.accelerator.wait_for_everyone()

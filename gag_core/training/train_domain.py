@@ -2,7 +2,8 @@
 
 Stages (:mod:`gag_core.training.stages`), each skipped when its output exists in the work folder:
 0. augmenters over the corpus (stage1.augment)         -> work/augment/ (those that resume)
-1. expert LoRA (DAPT on the corpus, then QA SFT; or mixed) -> work/expert/
+1. expert LoRA (DAPT on the corpus, then QA SFT; or mixed; a grounded expert reads its top passages before each
+   question: readout.context_passages)                  -> work/expert/
 2. readout cache of train/dev questions                 -> work/readouts-*/
 3. projector alignment (base + expert frozen)           -> work/stage2.ckpt, work/projector.safetensors
 4. router prototypes (k-means), lexical index, calibration -> in the module
@@ -15,7 +16,7 @@ import hashlib
 import json
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,13 @@ import torch
 from accelerate import Accelerator
 
 from ..assemble import assemble_module
+from ..grounding import Grounding
 from ..models import get_profile
-from ..module import check_name
+from ..module import PASSAGES, check_name
 from ..paths import gag_home
+from .augment import expert_passages
 from .augment_stage import augment_data, for_documents_only
-from .config import TrainConfig
+from .config import TrainConfig, resolved
 from .data import TrainData, TrainInputs, file_digest
 from .replay import module_data_files
 from .stages import (AlignResult, ExpertResult, ReadoutCacheResult, RouterResult, TrainContext, align_stage,
@@ -82,11 +85,16 @@ def open_training(inputs: TrainInputs, config: TrainConfig, run: TrainRun) -> Tr
     torch.manual_seed(config.seed)
     profile = get_profile(config.profile)
     data = TrainData.load(inputs, config.question_field, config.answer_field, config.stage2.dev_limit)
+    if config.readout.context_passages and not data.documents:  # nothing to read: the plain expert
+        config = replace(config, readout=replace(config.readout, context_passages=0))
+    grounding = Grounding(expert_passages(data.documents, config.readout.context_words),
+                          config.readout.context_passages)
+    config = resolved(config, grounded=bool(grounding.k))
     work = run.work_dir or work_dir_for(inputs, config)
     work.mkdir(parents=True, exist_ok=True)
     (work / "config.json").write_text(json.dumps(config.to_dict(), indent=1, sort_keys=True))
     return TrainContext(config, inputs, data, work, accelerator, run.progress, base_id=config.base or profile.base,
-                        expert_id=config.expert or profile.expert, dtype=profile.dtype)
+                        expert_id=config.expert or profile.expert, dtype=profile.dtype, grounding=grounding)
 
 
 def write_module(ctx: TrainContext, out_dir: Path, expert: ExpertResult, readouts: ReadoutCacheResult,
@@ -107,7 +115,8 @@ def write_module(ctx: TrainContext, out_dir: Path, expert: ExpertResult, readout
                            expert_id=ctx.expert_id, expert_model=expert.model, adapter_dir=expert.adapter_dir,
                            readout=ctx.config.readout, projector=aligned.bundle, prototypes=router.prototypes,
                            exemplars=router.exemplars, encoder=router.encoder, router_files=router.files,
-                           data_files=module_data_files(data, ctx.config.seed),
+                           data_files={**module_data_files(data, ctx.config.seed),
+                                       **({PASSAGES: ctx.grounding.to_jsonl()} if ctx.grounding.k else {})},
                            prompt={"instruction": aligned.hook.instruction, "template": aligned.hook.template},
                            description=inputs.description or f"gag domain {inputs.name}",
                            training={"data": stats, "metrics": metrics, "config": ctx.config.to_dict(),

@@ -30,16 +30,19 @@ from accelerate import Accelerator
 from ..assemble import model_card
 from ..corpus import Document
 from ..errors import ConfigError, DataError, IncompatibleModuleError
+from ..grounding import Grounding
 from ..lexical import LexicalIndex
 from ..models import canonical_model_id, get_profile
-from ..module import CALIBRATION, CORPUS_SAMPLE, LEXICAL, MANIFEST, TRAIN_QA, DomainModule, Manifest, write_module
+from ..module import (CALIBRATION, CORPUS_SAMPLE, LEXICAL, MANIFEST, PASSAGES, TRAIN_QA, DomainModule, Manifest,
+                      write_module)
 from ..paths import gag_home
 from ..safety import sha256_file
+from .augment import expert_passages
 from .augment_stage import augment_data
 from .config import TrainConfig, load_config
 from .data import QAPair, TrainData, TrainInputs, file_digest, load_documents, load_qa
 from .loop import append_log
-from .replay import ReplayPlan, data_files, plan_replay, qa_row, read_rows, without_stale
+from .replay import ReplayPlan, corrected_passages, data_files, plan_replay, qa_row, read_rows, without_stale
 from .stages import ExpertResult, RouterResult, TrainContext, expert_stage, router_stage
 
 CARRIES_UNSEEN_FACTS = ("anchored_residual",)  # projector kinds that pass facts they were never aligned on
@@ -77,6 +80,7 @@ class ParentModule:
     config: TrainConfig  # the settings it was trained with (+ the update's epochs and seed)
     rows: list[dict]  # its Stage I QA rows ([] when it ships none and --replay is 0)
     corpus: list[str]  # its shipped corpus sample
+    grounding: Grounding  # the passages its expert reads (none when it is not grounded)
 
 
 @dataclass
@@ -155,7 +159,7 @@ def open_parent(inputs: UpdateInputs) -> ParentModule:
     corpus = ([r["text"] for r in read_rows(module.path / CORPUS_SAMPLE, "text")]
               if CORPUS_SAMPLE in module.manifest.files else [])
     return ParentModule(module, sha256_file(module.path / MANIFEST), config,
-                        parent_rows(module, inputs.replay), corpus)
+                        parent_rows(module, inputs.replay), corpus, Grounding.of_module(module))
 
 
 def load_new_data(parent: ParentModule, inputs: UpdateInputs) -> NewData:
@@ -191,9 +195,11 @@ def update_context(parent: ParentModule, inputs: UpdateInputs, new: NewData, run
     (work / "config.json").write_text(json.dumps(config.to_dict(), indent=1, sort_keys=True))
     accelerator = run.accelerator or Accelerator(cpu=not torch.cuda.is_available())
     torch.manual_seed(seed)
+    passages = corrected_passages(parent.grounding.passages, new.plan.replaced, new.rows)
+    grounding = Grounding(passages + expert_passages(new.documents, config.readout.context_words), parent.grounding.k)
     return TrainContext(config, TrainInputs(parent.module.name, inputs.qa, inputs.corpus), data, work, accelerator,
                         run.progress, base_id=config.base or profile.base, expert_id=config.expert or profile.expert,
-                        dtype=profile.dtype)
+                        dtype=profile.dtype, grounding=grounding)
 
 
 def update_domain(inputs: UpdateInputs, out_dir: Path | None = None, run: UpdateRun | None = None
@@ -220,7 +226,7 @@ def update_domain(inputs: UpdateInputs, out_dir: Path | None = None, run: Update
     router = update_router(ctx, expert, parent, new)
     entry = history_entry(parent, new, time.time() - started)
     out = Path(out_dir) if out_dir else gag_home() / "builds" / f"{parent.module.name}-v{entry['version']}"
-    folder = write_update(out, parent, new, expert, router, entry)
+    folder = write_update(out, parent, new, expert, router, entry, ctx.grounding)
     return UpdateResult(folder, entry["version"], entry["parent_version"], entry, time.time() - started, ctx.work)
 
 
@@ -267,15 +273,18 @@ def history_entry(parent: ParentModule, new: NewData, seconds: float) -> dict:
 
 
 def write_update(out: Path, parent: ParentModule, new: NewData, expert: ExpertResult, router: RouterResult,
-                 entry: dict) -> Path:
+                 entry: dict, grounding: Grounding) -> Path:
     """The new version, by the one module writer: the parent's manifest with the new version and history, its
-    projector unchanged, the updated adapter, router and data (the new rows first, then the kept old ones)."""
+    projector unchanged, the updated adapter, router and data (the new rows first, then the kept old ones) and
+    the passages its expert reads (corrected, + the new documents')."""
     module = parent.module
     manifest = Manifest.from_dict(module.manifest.to_dict())
     manifest.version, manifest.history = entry["version"], [*manifest.history, entry]
     manifest.router = {**manifest.router, "encoder": router.encoder}
     texts = list(dict.fromkeys([d.text for d in new.documents] + without_stale(parent.corpus, new.plan.replaced)))
     files = data_files(new.rows + new.plan.kept, texts, parent.config.seed)
+    if grounding.k:
+        files[PASSAGES] = grounding.to_jsonl()
     return write_module(out, manifest, projector=module.load_projector(), adapter_dir=expert.adapter_dir,
                         prototypes=router.prototypes, exemplars=router.exemplars, card=model_card(manifest),
                         router_files=router.files, data_files=files)

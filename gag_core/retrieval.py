@@ -1,4 +1,5 @@
-"""RAG baselines: retrieve top-k corpus chunks with BM25 or a dense encoder (corpora: :mod:`gag_core.corpus`).
+"""Top-k retrieval over text chunks with BM25 or a dense encoder (corpora: :mod:`gag_core.corpus`): the passages a
+grounded expert reads (:mod:`gag_core.grounding`) and the RAG baselines of the evaluation.
 
 The paper's RAG baseline uses ColBERTv2 over 480-token chunks; here BM25 (``bm25s``) and a dense
 bi-encoder (the embedded all-MiniLM-L6-v2 by default) stand in, both offline and CPU-friendly.
@@ -10,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, DataError
-from ..models import load_sentence_encoder
+from .errors import ConfigError, DataError
+from .models import load_sentence_encoder
 
 Hit = tuple[str, float]  # (chunk text, score), best first
 
@@ -57,9 +58,12 @@ class _Retriever:
         return self._top(list(queries), min(k, len(self.chunks)))
 
 
+TOKEN_PATTERN = r"(?u)\b\w+\b"  # every word, one character included: "unit 3", "Model X" name their thing by it
+
+
 class BM25Retriever(_Retriever):
-    """Lexical top-k retrieval with ``bm25s`` (lower-cased words, English stopwords removed); a query with no
-    indexed word scores every chunk 0."""
+    """Lexical top-k retrieval with ``bm25s`` (lower-cased words, single characters included, English stopwords
+    removed); a query with no indexed word scores every chunk 0."""
 
     def __init__(self, chunks: Sequence[str]):
         import bm25s
@@ -69,10 +73,10 @@ class BM25Retriever(_Retriever):
         # A corpus made only of stop-words would leave an empty vocabulary (bm25s cannot index that):
         # keep the stop-words then; a corpus with no word at all is refused.
         self.stopwords = "en"
-        corpus = bm25s.tokenize(self.chunks, stopwords="en", show_progress=False)
+        corpus = bm25s.tokenize(self.chunks, stopwords="en", token_pattern=TOKEN_PATTERN, show_progress=False)
         if not corpus.vocab:
             self.stopwords = None
-            corpus = bm25s.tokenize(self.chunks, stopwords=None, show_progress=False)
+            corpus = bm25s.tokenize(self.chunks, stopwords=None, token_pattern=TOKEN_PATTERN, show_progress=False)
         if not corpus.vocab:
             raise DataError("The corpus has no words BM25 can index (only punctuation or whitespace); check the "
                             "corpus file or use the dense retriever.")
@@ -82,7 +86,8 @@ class BM25Retriever(_Retriever):
     def _top(self, queries: list[str], k: int) -> list[list[Hit]]:
         import numpy as np
 
-        tokens = self._bm25s.tokenize(queries, stopwords=self.stopwords, return_ids=False, show_progress=False)
+        tokens = self._bm25s.tokenize(queries, stopwords=self.stopwords, token_pattern=TOKEN_PATTERN, return_ids=False,
+                                      show_progress=False)
         results = []
         for words in tokens:
             ids = self.index.get_tokens_ids(words)
