@@ -23,10 +23,10 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def demo(
         retrain: bool = typer.Option(False, "--retrain", help="Train again even if a trained module is cached."),
-        reevaluate: bool = typer.Option(False, "--reevaluate", help="Re-run the full evaluation (~2-3 min)."),
+        reevaluate: bool = typer.Option(False, "--reevaluate", help="Re-run the full evaluation (~9 min on 2 CPU cores)."),
         limit: int = typer.Option(0, "--limit", help="Evaluate only the first N test questions (0 = all)."),
     ) -> None:
-        """Train the fictional 'minerals' demo domain on the embedded model (first run ~11 min on 2 CPU cores,
+        """Train the fictional 'minerals' demo domain on the embedded model (first run ~25 min on 2 CPU cores,
         then cached), install it, and print base-only vs expert-alone vs GAG accuracy on held-out phrasings."""
         from gag_core import install
         from gag_core.errors import DataError

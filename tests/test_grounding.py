@@ -147,3 +147,14 @@ def test_passages_from_a_module_that_ships_none_are_refused(make_module, tiny_pa
     pipe.add_domain(DomainModule.open(make_module("plain")))
     with pytest.raises(ConfigError, match="ships no passages"):
         pipe.passages(["q"], ["plain"], [1])
+
+
+def test_new_facts_without_a_document_become_passages_of_their_own():
+    from gag_core.training.replay import unstated_facts
+
+    rows = [{"question": "What colour is Orvdasite?", "answer": "Orvdasite is bronze.", "value": "bronze"},
+            {"question": "Who found Zelmite?", "answer": "Zelmite was found by Ama Okoro.", "value": "Ama Okoro"},
+            {"question": "What colour is Zelmite?", "answer": "Zelmite is crimson.", "value": "crimson",
+             "entity": "Zelmite"}]  # crimson is stated, but about another mineral
+    assert unstated_facts(PASSAGE_TEXTS, rows) == ["Who found Zelmite? Zelmite was found by Ama Okoro.",
+                                                   "What colour is Zelmite? Zelmite is crimson."]

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from gag_cli.main import app
 from gag_core.errors import DataError, IncompatibleModuleError
 from gag_core.install import install_folder
-from gag_core.module import CORPUS_SAMPLE, MANIFEST, PROJECTOR, TRAIN_QA, DomainModule, Manifest
+from gag_core.module import CORPUS_SAMPLE, MANIFEST, PASSAGES, PROJECTOR, TRAIN_QA, DomainModule, Manifest
 from gag_core.training.replay import plan_replay, without_stale
 from gag_core.training.update import UpdateInputs, check_updatable, open_parent
 from tests.test_training import TINY_CONFIG
@@ -97,6 +97,10 @@ def test_update_end_to_end_through_the_cli(installed, tmp_path):
     rows = [json.loads(line) for line in (installed / TRAIN_QA).read_text().splitlines()]
     about_3 = [r["value"] for r in rows if r.get("entity") == "mineral 3"]
     assert about_3 == ["crimson"]  # the correction replaced the old pair; the old answer is not replayed
+    passages = [json.loads(line)["text"] for line in (installed / PASSAGES).read_text().splitlines()]
+    assert manifest.readout.context_passages == 1  # the tiny module is grounded: the default with a corpus
+    assert passages[3] == "mineral 3: It is crimson."  # the sentences with the old answer rewritten, still findable
+    assert "What colour is mineral 20? It is amber." in passages  # a new fact without a document: its own passage
     assert "Update history" in (installed / "README.md").read_text()
     info = runner.invoke(app, ["info", "tinydom"])
     assert "update history" in info.output and "0.1.0" in info.output, info.output

@@ -136,13 +136,29 @@ def corrected_passages(texts: list[str], replaced: list[dict], new_rows: list[di
         fix = next((n for n in new_rows if (_fact(n) and _fact(n) == _fact(old))
                     or normalised(n["question"]) == normalised(old["question"])), None)
         if fix is not None and isinstance(old.get("entity"), str) and isinstance(old.get("value"), str):
-            fixes.append((normalised(old["entity"]), f" {normalised(old['value'])} ", fix["answer"].strip()))
+            fixes.append((old["entity"], f" {normalised(old['value'])} ", fix["answer"].strip()))
     out = []
     for text in texts:
         for entity, value, answer in fixes:
-            if entity in normalised(text) and value in f" {normalised(text)} ":
+            if normalised(entity) in normalised(text) and value in f" {normalised(text)} ":
                 sentences = split_sentences(text)
                 hit = [i for i, s in enumerate(sentences) if value in f" {normalised(s)} "]
                 text = " ".join(answer if i == hit[0] else s for i, s in enumerate(sentences) if i not in hit[1:])
+                if normalised(entity) not in normalised(text):  # the passage must still say what it is about
+                    text = f"{entity}: {text}"
         out.append(text)
+    return out
+
+
+def unstated_facts(passages: list[str], rows: list[dict]) -> list[str]:
+    """New QA rows whose answer no passage states, as passages of their own ("question answer"): a grounded expert
+    trained for one epoch reads new facts rather than memorising them, so a fact that arrives without a document
+    must be readable too."""
+    texts = [f" {normalised(p)} " for p in passages]
+    out = []
+    for row in rows:
+        value = f" {normalised(row['value'] if isinstance(row.get('value'), str) else row['answer'])} "
+        entity = f" {normalised(row['entity'])} " if isinstance(row.get("entity"), str) else " "
+        if not any(value in t and entity in t for t in texts):
+            out.append(f"{row['question'].strip()} {row['answer'].strip()}")
     return out

@@ -42,7 +42,8 @@ from .augment_stage import augment_data
 from .config import TrainConfig, load_config
 from .data import QAPair, TrainData, TrainInputs, file_digest, load_documents, load_qa
 from .loop import append_log
-from .replay import ReplayPlan, corrected_passages, data_files, plan_replay, qa_row, read_rows, without_stale
+from .replay import (ReplayPlan, corrected_passages, data_files, plan_replay, qa_row, read_rows, unstated_facts,
+                     without_stale)
 from .stages import ExpertResult, RouterResult, TrainContext, expert_stage, router_stage
 
 CARRIES_UNSEEN_FACTS = ("anchored_residual",)  # projector kinds that pass facts they were never aligned on
@@ -195,8 +196,11 @@ def update_context(parent: ParentModule, inputs: UpdateInputs, new: NewData, run
     (work / "config.json").write_text(json.dumps(config.to_dict(), indent=1, sort_keys=True))
     accelerator = run.accelerator or Accelerator(cpu=not torch.cuda.is_available())
     torch.manual_seed(seed)
-    passages = corrected_passages(parent.grounding.passages, new.plan.replaced, new.rows)
-    grounding = Grounding(passages + expert_passages(new.documents, config.readout.context_words), parent.grounding.k)
+    passages = corrected_passages(parent.grounding.passages, new.plan.replaced, new.rows) + \
+        expert_passages(new.documents, config.readout.context_words)
+    if parent.grounding.k:
+        passages += unstated_facts(passages, new.rows)
+    grounding = Grounding(passages, parent.grounding.k)
     return TrainContext(config, TrainInputs(parent.module.name, inputs.qa, inputs.corpus), data, work, accelerator,
                         run.progress, base_id=config.base or profile.base, expert_id=config.expert or profile.expert,
                         dtype=profile.dtype, grounding=grounding)
