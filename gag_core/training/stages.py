@@ -153,6 +153,7 @@ def cache_readouts(ctx: TrainContext, expert: ExpertResult, num_shards: int = 1,
         num_shards, shard_rank = ctx.accelerator.num_processes, ctx.accelerator.process_index
     caches = {"train": (ctx.work / "readouts-train", ctx.data.questions),
               "dev": (ctx.work / "readouts-dev", [p.question for p in ctx.data.dev_eval])}
+
     def read(batch: list[str]) -> torch.Tensor:
         return readout.read(expert.model, expert.tokenizer, ctx.expert_inputs(batch))
 

@@ -86,6 +86,8 @@ def open_training(inputs: TrainInputs, config: TrainConfig, run: TrainRun) -> Tr
     profile = get_profile(config.profile)
     data = TrainData.load(inputs, config.question_field, config.answer_field, config.stage2.dev_limit)
     if config.readout.context_passages and not data.documents:  # nothing to read: the plain expert
+        warnings.warn("No corpus: the expert has no passages to read, so it is trained plain (it must memorise its "
+                      "QA; readout.context_passages = 0). Pass --corpus DOCS to ground it.", stacklevel=2)
         config = replace(config, readout=replace(config.readout, context_passages=0))
     grounding = Grounding(expert_passages(data.documents, config.readout.context_words),
                           config.readout.context_passages)
