@@ -7,6 +7,7 @@ Thin: the work is in :mod:`gag_core.evaluation.harness`, :mod:`gag_core.evaluati
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import typer
@@ -74,6 +75,8 @@ def eval_cmd(
     chunk_overlap: int = typer.Option(48, "--chunk-overlap", help="Tokens shared by neighbouring chunks."),
     bertscore_model: str = typer.Option(None, "--bertscore-model", help="Encoder folder/id for BERTScore (off if absent)."),
     limit: int = typer.Option(0, "--limit", help="Evaluate only the first N rows (0 = all)."),
+    sample: int = typer.Option(0, "--sample", help="Evaluate a random sample of N rows (seed 0; 0 = all), after "
+                                                   "--limit: spreads a small budget over every entity and type."),
     answer_field: str = typer.Option("answer", "--answer-field", help="Reference answer field (STS, BERTScore)."),
     gold_field: str = typer.Option(None, "--gold-field", help="Short gold field (default: 'value' if present, "
                                                                "else --answer-field)."),
@@ -98,6 +101,8 @@ def eval_cmd(
         raise ConfigError("The rag methods need --corpus FILE (the documents to retrieve from); "
                           "pass it or leave rag out of --methods.")
     rows = load_rows(data, limit)  # refuse bad data before loading any model
+    if sample and sample < len(rows):
+        rows = random.Random(0).sample(rows, sample)
     gag = load_gag(profile, base, expert, None if "gag-routed" in planned else [domain], max_new_tokens,
                    router_encoder, margin)
     with stage_progress() as progress:

@@ -33,6 +33,7 @@ class BuiltPrompt:
 
     input_ids: list[int]
     slot_positions: list[int] = field(default_factory=list)
+    background: str | None = None  # the expert's text whose readout fills the slots (set when the memory is read)
 
     @property
     def num_slots(self) -> int:

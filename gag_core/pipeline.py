@@ -49,6 +49,7 @@ class Answer:
     finish_reason: str = "stop"  # "stop" (eos or stop string), "length" or "cancelled"
     decision: RouteDecision | None = None  # set when the router chose the route
     slots: int = 0  # injected memory vectors (0 on the general route)
+    background: str | None = None  # what the expert wrote, whose readout filled the slots (domain routes)
 
     def __post_init__(self):
         if self.route_score is None and self.decision is not None:
@@ -62,6 +63,8 @@ class Answer:
             d["route_score"] = round(float(self.route_score), 4)
         if self.decision is not None and self.decision.confidence is not None:  # calibrated routers
             d["route_confidence"] = round(float(self.decision.confidence), 4)
+        if self.background is not None:
+            d["background"] = self.background
         d.update(self.extra)
         return d
 
@@ -204,9 +207,20 @@ class GagPipeline:
     @torch.no_grad()
     def memory(self, name: str, questions: list[str]) -> torch.Tensor:
         """Expert readout (of the question, after its passages for a grounded expert) + projection -> [B, K, h_base]."""
+        return self.memory_with_backgrounds(name, questions)[0]
+
+    @torch.no_grad()
+    def memory_with_backgrounds(self, name: str, questions: list[str]) -> tuple[torch.Tensor, list[str | None]]:
+        """:meth:`memory` and the background text the expert wrote for each question (None for a readout that
+        writes none, or a plugin's that does not say)."""
         model, tok = self.domain_expert(name)
         d = self.domain(name)
-        return d.projector(d.readout.read(model, tok, d.grounding.expert_inputs(questions)))
+        inputs = d.grounding.expert_inputs(questions)
+        if hasattr(d.readout, "read_with_backgrounds"):
+            memory, texts = d.readout.read_with_backgrounds(model, tok, inputs)
+        else:
+            memory, texts = d.readout.read(model, tok, inputs), [None] * len(questions)
+        return d.projector(memory), texts
 
     def build_prompts(self, questions: list[str], routes: str | Sequence[str], histories=None,
                       texts: Sequence[str | None] | None = None) -> list[BuiltPrompt]:
@@ -255,8 +269,10 @@ class GagPipeline:
         slot_mask = batch.slot_mask.to(self.device)
         for route in dict.fromkeys(r for r in routes if r != GENERAL):
             rows = [i for i, r in enumerate(routes) if r == route]
-            memory = self.memory(route, [questions[i] for i in rows])
+            memory, backgrounds = self.memory_with_backgrounds(route, [questions[i] for i in rows])
             embeds[rows] = merge_memory(embeds[rows], slot_mask[rows], memory)
+            for i, text in zip(rows, backgrounds):
+                prompts[i].background = text
         return {"inputs_embeds": embeds, "attention_mask": attn}, prompts
 
     def prompt_inputs(self, prompts: list[BuiltPrompt]) -> dict:
@@ -294,7 +310,7 @@ class GagPipeline:
         generated = self.generate(inputs, options, cancel=cancel, on_text=on_text)
         elapsed = (time.perf_counter() - start) / len(questions)
         return [Answer(q, g.text.strip(), r, len(p.input_ids), elapsed, completion_tokens=g.completion_tokens,
-                       finish_reason=g.finish_reason, slots=p.num_slots)
+                       finish_reason=g.finish_reason, slots=p.num_slots, background=p.background)
                 for q, r, p, g in zip(questions, routes, prompts, generated)]
 
     def answer(self, question: str, route: str, history=None, options: GenerationOptions | int | None = None, *,

@@ -27,6 +27,9 @@ from .generation import GenerationOptions, generate, left_pad, pad_id
 from .models import chat_template_kwargs
 
 DEFAULT_BACKGROUND_PROMPT = "Give the background knowledge needed to answer this question."
+# Model families whose hidden_states[0] is the unscaled embedding lookup (Gemma, for one, scales it)
+EMBEDDINGS_ARE_LAYER_0 = frozenset({"llama", "mistral", "qwen2", "qwen3", "phi3"})
+POOLINGS = ("norm_softmax", "mean", "last", "token")
 KIND_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 # The one table of per-kind defaults (paper v1, paper v4, the prompt-only probe): each kind's own default config,
 # `gag train-domain --readout KIND` and the training profiles start from it (ReadoutConfig.for_kind).
@@ -43,7 +46,7 @@ class ReadoutConfig:
     layers: list[int] = field(default_factory=lambda: list(KIND_DEFAULTS["multi_slot"]["layers"]),
                               metadata={"help": "hidden-state layers read (negative = from the top)"})
     slots: int = field(default=KIND_DEFAULTS["multi_slot"]["slots"], metadata={"help": "K memory vectors per question"})
-    pooling: str = field(default="norm_softmax", metadata={"help": "norm_softmax | mean | last"})
+    pooling: str = field(default="norm_softmax", metadata={"help": "norm_softmax | mean | last | token"})
     background_prompt: str = field(default=DEFAULT_BACKGROUND_PROMPT,
                                    metadata={"help": "system prompt asking the expert for background"})
     max_new_tokens: int = field(default=24, metadata={"help": "background generation budget (tokens)"})
@@ -68,8 +71,8 @@ class ReadoutConfig:
                               f"(got {self.slots}) or use multi_slot for K > 1.")
         if not self.layers:
             raise ConfigError("readout.layers must name at least one layer, e.g. [-4].")
-        if self.pooling not in ("norm_softmax", "mean", "last"):
-            raise ConfigError(f"Unknown pooling {self.pooling!r}; expected norm_softmax, mean or last.")
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"Unknown pooling {self.pooling!r}; expected one of {', '.join(POOLINGS)}.")
         if self.reencode and self.kind == "prefill":
             raise ConfigError("readout.reencode re-reads a generated background; the prefill readout generates none. "
                               "Set reencode = false or use multi_slot.")
@@ -103,12 +106,18 @@ class ExpertReadout(Protocol):
 def pool_segments(states: torch.Tensor, mask: torch.Tensor, slots: int, pooling: str) -> torch.Tensor:
     """Pool one sequence's valid states into ``slots`` contiguous segments.
 
-    states [T, H] and mask [T] bool -> [slots, H]. With fewer valid tokens than slots, tokens repeat.
+    states [T, H] and mask [T] bool -> [slots, H]. With fewer valid tokens than slots, tokens repeat -- except
+    with ``token`` pooling: one token per slot, the slots after the last token zero (a name's pieces reach the
+    base once each, never doubled), and mean segments only when there are more tokens than slots.
     """
     valid = states[mask]
     if valid.shape[0] == 0:
         return states.new_zeros(slots, states.shape[-1])
     n = valid.shape[0]
+    if pooling == "token":
+        if n <= slots:
+            return torch.cat([valid, valid.new_zeros(slots - n, valid.shape[-1])])
+        pooling = "mean"
     bounds = torch.linspace(0, n, slots + 1)
     out = []
     for k in range(slots):
@@ -149,7 +158,9 @@ def _model_device(model) -> torch.device:
 
 @torch.no_grad()
 def _forward_states(expert, ids, attn, layers: list[int]) -> torch.Tensor:
-    """Hidden states at ``layers`` -> [L, B, T, H]."""
+    """Hidden states at ``layers`` -> [L, B, T, H]. Layer 0 alone is the token embeddings: no forward pass."""
+    if set(layers) == {0} and getattr(expert.config, "model_type", None) in EMBEDDINGS_ARE_LAYER_0:
+        return expert.get_input_embeddings()(ids).unsqueeze(0).expand(len(layers), -1, -1, -1)
     out = expert(input_ids=ids, attention_mask=attn, output_hidden_states=True, use_cache=False)
     hs = out.hidden_states
     try:
@@ -194,12 +205,17 @@ class _GeneratingReadout:
         self.config = config or ReadoutConfig.for_kind(self.kind)
 
     def read(self, expert, tokenizer, questions: list[str]) -> torch.Tensor:
+        return self.read_with_backgrounds(expert, tokenizer, questions)[0]
+
+    def read_with_backgrounds(self, expert, tokenizer, questions: list[str]) -> tuple[torch.Tensor, list[str]]:
+        """The memory and the background text each question's readout was taken from."""
         ids, attn, gen = generate_background(expert, tokenizer, questions, self.config)
+        texts = [tokenizer.decode(ids[b][gen[b]].tolist(), skip_special_tokens=True).strip() for b in range(len(ids))]
         if self.config.reencode:
             ids, gen = background_only(ids, gen, pad_id(tokenizer))
             attn = gen.long()
         states = _forward_states(expert, ids, attn, self.config.layers)  # [L, B, T, H]
-        return _finish(self._pool(states, attn.bool(), gen), self.config)
+        return _finish(self._pool(states, attn.bool(), gen), self.config), texts
 
 
 class FinalTokenReadout(_GeneratingReadout):

@@ -6,6 +6,9 @@ import torch
 from tests import tiny
 
 torch.set_num_threads(1)  # tiny models: threads only add overhead
+# The embedded profile's dtype is "auto" (bf16 on CPUs that compute it natively): tests pin float32 so that their
+# exact comparisons hold on every machine (test_models_dtype covers the resolution itself).
+os.environ["GAG_DTYPE"] = "float32"
 
 
 @pytest.fixture(autouse=True)

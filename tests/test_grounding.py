@@ -82,8 +82,8 @@ def test_a_grounded_module_ships_its_passages_and_its_expert_reads_them(grounded
                        expert_loader=lambda i: (load_causal_lm(i), load_tokenizer(i)), max_new_tokens=4)
     loaded = pipe.add_domain(module)
     seen = []
-    read = loaded.readout.read
-    loaded.readout.read = lambda model, tok, questions: seen.extend(questions) or read(model, tok, questions)
+    read = loaded.readout.read_with_backgrounds
+    loaded.readout.read_with_backgrounds = lambda model, tok, qs: seen.extend(qs) or read(model, tok, qs)
     memory = pipe.memory("tinydom", ["What colour is mineral 3?"])
     assert seen == [expert_input("What colour is mineral 3?", [passages[3]])]
     assert memory.shape[1] == module.manifest.projector.slots and torch.isfinite(memory).all()

@@ -166,12 +166,16 @@ def test_a_mixed_route_batch_is_one_generate_call_answering_like_each_route_alon
     routes = ["tinydom", GENERAL, "second", "tinydom", GENERAL]
     alone = [pipe.answer(q, r) for q, r in zip(questions, routes)]
     readouts, generates = [], []
-    memory, generate = pipe.memory, pipe.base.generate
-    monkeypatch.setattr(pipe, "memory", lambda name, qs: readouts.append((name, len(qs))) or memory(name, qs))
+    memory, generate = pipe.memory_with_backgrounds, pipe.base.generate
+    monkeypatch.setattr(pipe, "memory_with_backgrounds",
+                        lambda name, qs: readouts.append((name, len(qs))) or memory(name, qs))
     monkeypatch.setattr(pipe.base, "generate", lambda **kw: generates.append(1) or generate(**kw))
     mixed = pipe.answer_batch(questions, routes)
     assert readouts == [("tinydom", 2), ("second", 1)] and len(generates) == 1
     assert [a.answer for a in mixed] == [a.answer for a in alone]
+    # each domain row carries the background its slots were read from (the expert's own text); general rows none
+    assert [a.background is None for a in mixed] == [r == GENERAL for r in routes]
+    assert [a.background for a in mixed] == [a.background for a in alone]
     fields = [(a.route, a.slots, a.prompt_tokens, a.completion_tokens, a.finish_reason) for a in mixed]
     assert fields == [(a.route, a.slots, a.prompt_tokens, a.completion_tokens, a.finish_reason) for a in alone]
     assert [a.slots for a in mixed] == [2, 0, 3, 2, 0]

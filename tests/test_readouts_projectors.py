@@ -237,3 +237,31 @@ def test_pool_segments_modes():
     assert weighted.shape == (1, 2) and weighted[0, 0] > 5.0  # leans to the larger-norm tokens
     assert pool_segments(states, mask, 6, "mean").shape == (6, 2)  # fewer tokens than slots: repeats
     assert torch.equal(pool_segments(states, torch.zeros(6, dtype=torch.bool), 3, "mean"), torch.zeros(3, 2))
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen3"])
+def test_layer_zero_readout_skips_the_forward_pass_exactly(arch):
+    """Layer 0 alone is read straight from the embedding table: the same states as the full forward's first."""
+    from gag_core.readouts import _forward_states
+    from tests import tiny
+
+    model = tiny.make_model(arch, vocab=64).eval()
+    ids = torch.randint(3, 64, (2, 7))
+    attn = torch.ones_like(ids)
+    attn[1, 5:] = 0
+    fast = _forward_states(model, ids, attn, [0])
+    full = model(input_ids=ids, attention_mask=attn, output_hidden_states=True).hidden_states[0]
+    assert fast.shape == (1, 2, 7, 64)
+    assert torch.equal(fast[0], full)
+
+
+def test_token_pooling_gives_each_token_its_own_slot_and_zeros_after():
+    from gag_core.readouts import pool_segments
+
+    states = torch.arange(1, 6, dtype=torch.float).unsqueeze(-1).repeat(1, 3)  # tokens 1..5, H = 3
+    mask = torch.tensor([True, True, True, False, False])
+    pooled = pool_segments(states, mask, 5, "token")
+    assert pooled[:, 0].tolist() == [1, 2, 3, 0, 0]  # never repeated, as mean pooling does
+    assert pool_segments(states, mask, 5, "mean")[:, 0].tolist() == [1, 1, 2, 2, 3]
+    longer = pool_segments(states, torch.ones(5, dtype=torch.bool), 2, "token")  # more tokens than slots: means
+    assert longer[:, 0].tolist() == pool_segments(states, torch.ones(5, dtype=torch.bool), 2, "mean")[:, 0].tolist()

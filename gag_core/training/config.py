@@ -155,7 +155,7 @@ class TrainConfig:
     # with mlp2x_gelu reach the same held-out accuracy but carry nothing the projector was not aligned on.
     readout: ReadoutConfig = setting(
         help="expert readout", rule=Rule(lambda v: isinstance(v, ReadoutConfig), "a [readout] table"),
-        factory=lambda: ReadoutConfig.for_kind("multi_slot", layers=[0], pooling="mean", slots=12, reencode=True,
+        factory=lambda: ReadoutConfig.for_kind("multi_slot", layers=[0], pooling="token", slots=24, reencode=True,
                                                layer_norm=False, context_passages=1))
     stage1: ExpertConfig = setting(help="Stage I", rule=Rule(lambda v: isinstance(v, ExpertConfig), "a [stage1] table"),
                                    factory=ExpertConfig)

@@ -25,7 +25,7 @@ from accelerate import Accelerator
 
 from ..assemble import assemble_module
 from ..grounding import Grounding
-from ..models import get_profile
+from ..models import get_profile, resolve_dtype
 from ..module import PASSAGES, check_name
 from ..paths import gag_home
 from .augment import expert_passages
@@ -51,8 +51,8 @@ class TrainRun:
     augmenters: dict[str, type] | None = None  # name -> augmenter class (default: the built-ins; the CLI: plugins')
 
 
-def work_dir_for(inputs: TrainInputs, config: TrainConfig) -> Path:
-    key = json.dumps({"cfg": config.to_dict(), "qa": file_digest(inputs.qa), "corpus": file_digest(inputs.corpus),
+def work_dir_for(inputs: TrainInputs, config: TrainConfig, dtype: str = "float32") -> Path:
+    key = json.dumps({"cfg": config.to_dict(), **({"dtype": dtype} if dtype != "float32" else {}), "qa": file_digest(inputs.qa), "corpus": file_digest(inputs.corpus),
                       "dev": file_digest(inputs.dev), "extra": [file_digest(p) for p in inputs.expert_only_qa]},
                      sort_keys=True)
     return gag_home() / "work" / f"{inputs.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
@@ -92,11 +92,12 @@ def open_training(inputs: TrainInputs, config: TrainConfig, run: TrainRun) -> Tr
     grounding = Grounding(expert_passages(data.documents, config.readout.context_words),
                           config.readout.context_passages)
     config = resolved(config, grounded=bool(grounding.k))
-    work = run.work_dir or work_dir_for(inputs, config)
+    dtype = resolve_dtype(profile.dtype)
+    work = run.work_dir or work_dir_for(inputs, config, dtype)
     work.mkdir(parents=True, exist_ok=True)
     (work / "config.json").write_text(json.dumps(config.to_dict(), indent=1, sort_keys=True))
     return TrainContext(config, inputs, data, work, accelerator, run.progress, base_id=config.base or profile.base,
-                        expert_id=config.expert or profile.expert, dtype=profile.dtype, grounding=grounding)
+                        expert_id=config.expert or profile.expert, dtype=dtype, grounding=grounding)
 
 
 def write_module(ctx: TrainContext, out_dir: Path, expert: ExpertResult, readouts: ReadoutCacheResult,
@@ -109,7 +110,7 @@ def write_module(ctx: TrainContext, out_dir: Path, expert: ExpertResult, readout
     stats = {"qa_pairs": len(data.qa), "dev_pairs": len(data.dev), "expert_only_pairs": len(data.expert_only),
              "corpus_documents": len(data.corpus or []), "augmented_texts": len(data.augmented_texts),
              "synthetic_qa_pairs": sum(1 for p in data.qa if "augmenter" in p.meta),
-             "timings_s": {k: round(v, 1) for k, v in timings.items()},
+             "timings_s": {k: round(v, 1) for k, v in timings.items()}, "dtype": ctx.dtype,
              "sources": {k: {"path": str(Path(v).resolve()), "sha256": file_digest(v)}
                          for k, v in (("qa", inputs.qa), ("corpus", inputs.corpus)) if v is not None}}
     expert.model.set_adapter("default")

@@ -32,7 +32,7 @@ from ..corpus import Document
 from ..errors import ConfigError, DataError, IncompatibleModuleError
 from ..grounding import Grounding
 from ..lexical import LexicalIndex
-from ..models import canonical_model_id, get_profile
+from ..models import canonical_model_id, get_profile, resolve_dtype
 from ..module import (CALIBRATION, CORPUS_SAMPLE, LEXICAL, MANIFEST, PASSAGES, TRAIN_QA, DomainModule, Manifest,
                       write_module)
 from ..paths import gag_home
@@ -203,7 +203,7 @@ def update_context(parent: ParentModule, inputs: UpdateInputs, new: NewData, run
     grounding = Grounding(passages, parent.grounding.k)
     return TrainContext(config, TrainInputs(parent.module.name, inputs.qa, inputs.corpus), data, work, accelerator,
                         run.progress, base_id=config.base or profile.base, expert_id=config.expert or profile.expert,
-                        dtype=profile.dtype, grounding=grounding)
+                        dtype=resolve_dtype(profile.dtype), grounding=grounding)
 
 
 def update_domain(inputs: UpdateInputs, out_dir: Path | None = None, run: UpdateRun | None = None
