@@ -166,29 +166,9 @@ def read_safetensors_header(path: Path) -> dict[str, dict]:
     data_len = size - 8 - n
     out, spans = {}, []
     for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-            start, end = offsets
-            if not all(type(x) is int for x in (start, end, *shape)):
-                raise TypeError
-        except (KeyError, TypeError, ValueError):
-            raise ModuleFormatError(f"{path.name}: tensor {name!r} has a malformed header entry.") from None
-        if dtype not in _DTYPE_BYTES:
-            raise ModuleFormatError(f"{path.name}: tensor {name!r} has unknown dtype {dtype!r}.")
-        if any(d < 0 for d in shape):
-            raise ModuleFormatError(f"{path.name}: tensor {name!r} has a negative dimension in {shape}.")
-        count = 1
-        for d in shape:
-            count *= d
-        nbytes = count * _DTYPE_BYTES[dtype]
-        if not (0 <= start <= end <= data_len) or end - start != nbytes:
-            raise ModuleFormatError(
-                f"{path.name}: tensor {name!r} declares shape {shape} ({nbytes} bytes) but the file holds "
-                f"{data_len} data bytes; the file is truncated or forged.")
-        out[name] = {"dtype": dtype, "shape": list(shape)}
-        spans.append((start, end))
+        if name != "__metadata__":
+            out[name], span = _checked_entry(path, name, info, data_len)
+            spans.append(span)
     position = 0
     for start, end in sorted(spans):
         if start != position:
@@ -198,6 +178,31 @@ def read_safetensors_header(path: Path) -> dict[str, dict]:
         raise ModuleFormatError(f"{path.name}: {data_len - position} trailing bytes after the last tensor; "
                                 "the file is forged or corrupt.")
     return out
+
+
+def _checked_entry(path: Path, name: str, info, data_len: int) -> tuple[dict, tuple[int, int]]:
+    """One tensor's header entry checked (dtype known, shape non-negative, its bytes inside the data section and
+    as many as its shape needs): ``({dtype, shape}, (start, end))``."""
+    try:
+        dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        start, end = offsets
+        if not all(type(x) is int for x in (start, end, *shape)):
+            raise TypeError
+    except (KeyError, TypeError, ValueError):
+        raise ModuleFormatError(f"{path.name}: tensor {name!r} has a malformed header entry.") from None
+    if dtype not in _DTYPE_BYTES:
+        raise ModuleFormatError(f"{path.name}: tensor {name!r} has unknown dtype {dtype!r}.")
+    if any(d < 0 for d in shape):
+        raise ModuleFormatError(f"{path.name}: tensor {name!r} has a negative dimension in {shape}.")
+    count = 1
+    for d in shape:
+        count *= d
+    nbytes = count * _DTYPE_BYTES[dtype]
+    if not (0 <= start <= end <= data_len) or end - start != nbytes:
+        raise ModuleFormatError(
+            f"{path.name}: tensor {name!r} declares shape {shape} ({nbytes} bytes) but the file holds "
+            f"{data_len} data bytes; the file is truncated or forged.")
+    return {"dtype": dtype, "shape": list(shape)}, (start, end)
 
 
 # --- manifest and adapter config: only fields gag understands ------------------------------------

@@ -117,7 +117,7 @@ class AlignConfig:
 
     projector: str = setting("anchored_residual", "projector kind: anchored_residual | mlp2x_gelu | gated_residual",
                              one_of(BUILTIN_PROJECTORS))
-    epochs: int | None = setting(None, "passes over the QA pairs (unset: 9 for a plain expert, 4 for a grounded one)",
+    epochs: int | None = setting(None, "passes over the QA pairs (unset: 9 for a plain expert, 2 for a grounded one)",
                                  unset_or_at_least(1))
     lr: float = setting(1.5e-3, "peak learning rate (cosine decay, 5% warm-up)", POSITIVE)
     batch_size: int = setting(4, "examples per step (per process); small batches align faster per epoch "
@@ -151,8 +151,9 @@ class TrainConfig:
     seed: int = setting(0, "random seed", at_least(0))
     # embedded defaults (docs/training.md, rounds 2 and 4): the expert's background re-read without the question
     # (the same background gives the same memory whatever the phrasing), at layer 0 -- the expert's own token
-    # embeddings of its background -- mean-pooled into 12 slots, for the anchored_residual projector. Deep layers
-    # with mlp2x_gelu reach the same held-out accuracy but carry nothing the projector was not aligned on.
+    # embeddings of its background -- one token per slot in 24 slots (round 7: mean-pooling them into 12 doubled
+    # or blurred new names), for the anchored_residual projector. Deep layers with mlp2x_gelu reach the same
+    # held-out accuracy but carry nothing the projector was not aligned on.
     readout: ReadoutConfig = setting(
         help="expert readout", rule=Rule(lambda v: isinstance(v, ReadoutConfig), "a [readout] table"),
         factory=lambda: ReadoutConfig.for_kind("multi_slot", layers=[0], pooling="token", slots=24, reencode=True,
@@ -198,7 +199,7 @@ def profile_defaults(profile: str) -> TrainConfig:
 # What an unset epoch count means (docs/training.md): a plain expert memorises its QA over 8 epochs after one pass
 # over the corpus and needs 9 alignment epochs; a grounded one learns to read its passages in one epoch.
 EPOCH_DEFAULTS = {"plain": {"dapt_epochs": 1, "sft_epochs": 8, "align_epochs": 9},
-                  "grounded": {"dapt_epochs": 0, "sft_epochs": 1, "align_epochs": 4}}
+                  "grounded": {"dapt_epochs": 0, "sft_epochs": 1, "align_epochs": 2}}
 
 
 def resolved(config: TrainConfig, grounded: bool) -> TrainConfig:
