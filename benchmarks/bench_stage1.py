@@ -99,6 +99,12 @@ def expert_answers(expert, tokenizer, system: str, questions: list[str], max_new
 
 
 def gag_answers(module_dir: Path, base_id: str, questions: list[str]) -> list[str]:
+    return [a.answer for a in module_answers(module_dir, base_id, questions)]
+
+
+def module_answers(module_dir: Path, base_id: str, questions: list[str]) -> list:
+    """A module's GAG answers (``gag_core.pipeline.Answer``): ``.answer`` is GAG's, ``.background`` what its expert
+    wrote after reading its passages -- the expert alone, as the module runs it."""
     from gag_core.models import load_causal_lm, load_tokenizer
     from gag_core.module import DomainModule
     from gag_core.pipeline import GagPipeline
@@ -108,7 +114,7 @@ def gag_answers(module_dir: Path, base_id: str, questions: list[str]) -> list[st
     module = DomainModule.open(module_dir)
     pipe.add_domain(module)
     batches = [questions[s:s + 32] for s in range(0, len(questions), 32)]
-    return [a.answer for batch in batches for a in pipe.answer_batch(batch, module.name)]
+    return [a for batch in batches for a in pipe.answer_batch(batch, module.name)]
 
 
 def scores(answers: list[str], sets: dict[str, list[dict]]) -> dict[str, float]:

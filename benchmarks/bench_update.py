@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from bench_stage1 import SMOKE_CONFIG, expert_answers, gag_answers, smoke_models
+from bench_stage1 import SMOKE_CONFIG, gag_answers, module_answers, smoke_models
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "modules" / "gag-domain-minerals" / "gag_domain_minerals" / "data"
@@ -90,17 +90,6 @@ def per_type(answers: list[str], rows: list[dict]) -> dict:
     return out
 
 
-def updated_expert_answers(folder: Path, config, questions: list[str]) -> list[str]:
-    from peft import PeftModel
-
-    from gag_core.models import get_profile, load_causal_lm, load_tokenizer
-
-    expert_id = config.expert or get_profile(config.profile).expert
-    model = PeftModel.from_pretrained(load_causal_lm(expert_id), str(folder / "expert")).eval()
-    system = config.stage1.system_prompt or config.readout.background_prompt
-    return expert_answers(model, load_tokenizer(expert_id), system, questions)
-
-
 def run(args, root: Path) -> dict:
     from gag_core.training.config import load_config
     from gag_core.training.data import TrainInputs
@@ -122,9 +111,11 @@ def run(args, root: Path) -> dict:
     update = update_domain(UpdateInputs(module, files["update_qa"], files["update_corpus"], epochs=args.epochs),
                            root / "module-updated")
     new_q, fixed_q = [r["question"] for r in files["new_test"]], [r["question"] for r in files["fixed_test"]]
-    after = gag_answers(update.folder, base_id, new_q + old_q + fixed_q)
+    answers = module_answers(update.folder, base_id, new_q + old_q + fixed_q)
+    after = [a.answer for a in answers]
     gag_new, gag_old, gag_fixed = after[:len(new_q)], after[len(new_q):len(new_q) + len(old_q)], after[-len(fixed_q):]
-    expert = updated_expert_answers(update.folder, config, new_q + fixed_q)
+    # the updated expert alone: the background it wrote for GAG after reading its passages (as the module runs it)
+    expert = [a.background or "" for a in answers[:len(new_q)] + answers[-len(fixed_q):]]
     return {
         "entities": files["entities"], "corrected_facts": files["corrected_facts"],
         "new_entities": {"gag": per_type(gag_new, files["new_test"]),

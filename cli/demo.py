@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         reevaluate: bool = typer.Option(False, "--reevaluate", help="Re-run the full evaluation (~3 min on 2 CPU cores)."),
         limit: int = typer.Option(0, "--limit", help="Evaluate only the first N test questions (0 = all)."),
     ) -> None:
-        """Train the fictional 'minerals' demo domain on the embedded model (first run ~14 min on 2 CPU cores,
+        """Train the fictional 'minerals' demo domain on the embedded model (first run ~12 min on 2 CPU cores,
         then cached), install it, and print base-only vs expert-alone vs GAG accuracy on held-out phrasings."""
         from gag_core import install
         from gag_core.errors import DataError

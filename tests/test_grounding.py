@@ -49,6 +49,15 @@ def test_corrections_rewrite_the_sentence_that_stated_the_old_answer():
     out = corrected_passages(PASSAGE_TEXTS, [old], [new])
     assert out[0] == "Fenbelite is green. It was found by Fennick Harrowick in 1805."
     assert out[1:] == PASSAGE_TEXTS[1:]
+    # a value that shares its sentence with other facts is replaced where it stands: the others stay readable
+    year = {**old, "question": "When was Fenbelite found?", "answer": "It was found in 1805.", "attribute": "year",
+            "value": "1805"}
+    out = corrected_passages(PASSAGE_TEXTS, [year], [{**year, "answer": "It was found in 1811.", "value": "1811"}])
+    assert out[0] == "Fenbelite is crimson. It was found by Fennick Harrowick in 1811."
+    # without a new value to put in place, the sentence becomes the correcting answer
+    bare = {k: v for k, v in new.items() if k != "value"}
+    assert corrected_passages(PASSAGE_TEXTS, [old], [bare])[0] == ("Fenbelite is green. It was found by Fennick "
+                                                                   "Harrowick in 1805.")
 
 
 def test_readout_config_bounds_the_passages():
@@ -149,12 +158,21 @@ def test_passages_from_a_module_that_ships_none_are_refused(make_module, tiny_pa
         pipe.passages(["q"], ["plain"], [1])
 
 
-def test_new_facts_without_a_document_become_passages_of_their_own():
-    from gag_core.training.replay import unstated_facts
+def test_new_facts_without_a_document_join_their_entity_passage_or_become_passages():
+    from gag_core.training.replay import with_unstated_facts
 
     rows = [{"question": "What colour is Orvdasite?", "answer": "Orvdasite is bronze.", "value": "bronze"},
             {"question": "Who found Zelmite?", "answer": "Zelmite was found by Ama Okoro.", "value": "Ama Okoro"},
             {"question": "What colour is Zelmite?", "answer": "Zelmite is crimson.", "value": "crimson",
-             "entity": "Zelmite"}]  # crimson is stated, but about another mineral
-    assert unstated_facts(PASSAGE_TEXTS, rows) == ["Who found Zelmite? Zelmite was found by Ama Okoro.",
-                                                   "What colour is Zelmite? Zelmite is crimson."]
+             "entity": "Zelmite"},  # crimson is stated, but about another mineral
+            {"question": "How hard is Zelmite?", "answer": "It scratches glass.", "value": "scratches glass",
+             "entity": "Zelmite"},
+            {"question": "When was Orvdasite found?", "answer": "Orvdasite was found in 1790.", "value": "1790",
+             "entity": "Orvdasite"}]
+    out = with_unstated_facts(PASSAGE_TEXTS, rows)
+    # a known entity's new fact joins its passage (its top passage keeps all its facts: no passage of one fact
+    # outranks it for the entity's other questions); a new entity's facts share one passage that names it
+    assert out == [PASSAGE_TEXTS[0], PASSAGE_TEXTS[1] + " Orvdasite was found in 1790.", PASSAGE_TEXTS[2],
+                   "Who found Zelmite? Zelmite was found by Ama Okoro.",
+                   "Zelmite is crimson. It scratches glass."]
+    assert with_unstated_facts(PASSAGE_TEXTS, rows[:1]) == PASSAGE_TEXTS  # stated already: nothing added

@@ -108,6 +108,11 @@ def test_frozen_trunk_gives_the_same_loss_and_lora_gradients(arch, tiny_tokenize
     assert trunk_matches(SparseCausalLMLoss(model, frozen), with_trunk, 0, "cpu")
     scaled = [(x, y, 2.0 * t) for x, y, t in with_trunk]
     assert not trunk_matches(SparseCausalLMLoss(model, frozen), scaled, 0, "cpu")
+    # in bf16 (the embedded profile on CPUs with native bf16) rounding alone moves the loss past float32's
+    # tolerance: the right trunk must still pass, or Stage I silently falls back to the slow full forward
+    model.to(torch.bfloat16)
+    half = attach_trunk(model, examples, frozen, 0, "cpu", batch_size=2)
+    assert trunk_matches(SparseCausalLMLoss(model, frozen), half, 0, "cpu")
     assert len(model.get_base_model().get_decoder().layers) == 6  # every layer is back in place
     assert all(type(layer).__name__.endswith("DecoderLayer") for layer in model.get_base_model().get_decoder().layers)
 
@@ -245,10 +250,10 @@ def test_unset_epochs_mean_one_thing_for_a_grounded_expert_and_another_for_a_pla
     cfg = load_config(None, "embedded")
     assert cfg.readout.context_passages == 1 and cfg.stage1.sft_epochs is None and cfg.stage2.epochs is None
     grounded, plain = resolved(cfg, grounded=True), resolved(cfg, grounded=False)
-    assert (grounded.stage1.dapt_epochs, grounded.stage1.sft_epochs, grounded.stage2.epochs) == (0, 1, 4)
+    assert (grounded.stage1.dapt_epochs, grounded.stage1.sft_epochs, grounded.stage2.epochs) == (0, 1, 2)
     assert (plain.stage1.dapt_epochs, plain.stage1.sft_epochs, plain.stage2.epochs) == (1, 8, 9)
     given = resolved(load_config(None, "embedded", {"stage1": {"sft_epochs": 3}}), grounded=True)
-    assert (given.stage1.sft_epochs, given.stage2.epochs) == (3, 4)  # a set value is used as given
+    assert (given.stage1.sft_epochs, given.stage2.epochs) == (3, 2)  # a set value is used as given
     paper = load_config(None, "paper")
     assert resolved(paper, grounded=False) == paper  # the paper profile sets every count
 

@@ -99,8 +99,8 @@ def test_update_end_to_end_through_the_cli(installed, tmp_path):
     assert about_3 == ["crimson"]  # the correction replaced the old pair; the old answer is not replayed
     passages = [json.loads(line)["text"] for line in (installed / PASSAGES).read_text().splitlines()]
     assert manifest.readout.context_passages == 1  # the tiny module is grounded: the default with a corpus
-    assert passages[3] == "mineral 3: It is crimson."  # the sentences with the old answer rewritten, still findable
-    assert "What colour is mineral 20? It is amber." in passages  # a new fact without a document: its own passage
+    assert passages[3] == "Mineral 3 is crimson. " * 2 + "Mineral 3 is crimson."  # the old answer replaced in place
+    assert "mineral 20: It is amber." in passages  # a new entity's fact without a document: a passage naming it
     assert "Update history" in (installed / "README.md").read_text()
     info = runner.invoke(app, ["info", "tinydom"])
     assert "update history" in info.output and "0.1.0" in info.output, info.output

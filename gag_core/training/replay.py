@@ -128,37 +128,58 @@ def without_stale(texts: list[str], replaced: list[dict]) -> list[str]:
 
 
 def corrected_passages(texts: list[str], replaced: list[dict], new_rows: list[dict]) -> list[str]:
-    """``texts`` with every sentence that states a replaced answer -- in a passage naming the corrected row's entity,
-    a sentence naming its old value -- replaced by the correcting row's answer (once per passage), so a grounded
-    expert reads the corrected fact and keeps the passage's other facts."""
+    """``texts`` with every replaced answer corrected in the passages naming the corrected row's entity: the old
+    value is replaced by the new one where it stands (the sentence keeps the other facts it states: "X discovered
+    it in 1805 near Y" keeps X and Y when the year changes); without a new ``value`` to put there, the sentence
+    naming the old value becomes the correcting row's answer (once per passage)."""
     fixes = []
     for old in replaced:
         fix = next((n for n in new_rows if (_fact(n) and _fact(n) == _fact(old))
                     or normalised(n["question"]) == normalised(old["question"])), None)
         if fix is not None and isinstance(old.get("entity"), str) and isinstance(old.get("value"), str):
-            fixes.append((old["entity"], f" {normalised(old['value'])} ", fix["answer"].strip()))
+            fixes.append((old["entity"], old["value"], fix.get("value") if isinstance(fix.get("value"), str) else None,
+                          fix["answer"].strip()))
     out = []
     for text in texts:
-        for entity, value, answer in fixes:
-            if normalised(entity) in normalised(text) and value in f" {normalised(text)} ":
-                sentences = split_sentences(text)
-                hit = [i for i, s in enumerate(sentences) if value in f" {normalised(s)} "]
-                text = " ".join(answer if i == hit[0] else s for i, s in enumerate(sentences) if i not in hit[1:])
-                if normalised(entity) not in normalised(text):  # the passage must still say what it is about
-                    text = f"{entity}: {text}"
+        for entity, old_value, new_value, answer in fixes:
+            key = f" {normalised(old_value)} "
+            if normalised(entity) not in normalised(text) or key not in f" {normalised(text)} ":
+                continue
+            in_place = re.compile(rf"(?<!\w){re.escape(old_value)}(?!\w)", re.IGNORECASE)
+            if new_value and in_place.search(text):
+                text = in_place.sub(lambda _: new_value, text)
+                continue
+            sentences = split_sentences(text)
+            hit = [i for i, s in enumerate(sentences) if key in f" {normalised(s)} "]
+            text = " ".join(answer if i == hit[0] else s for i, s in enumerate(sentences) if i not in hit[1:])
+            if normalised(entity) not in normalised(text):  # the passage must still say what it is about
+                text = f"{entity}: {text}"
         out.append(text)
     return out
 
 
-def unstated_facts(passages: list[str], rows: list[dict]) -> list[str]:
-    """New QA rows whose answer no passage states, as passages of their own ("question answer"): a grounded expert
-    trained for one epoch reads new facts rather than memorising them, so a fact that arrives without a document
-    must be readable too."""
+def with_unstated_facts(passages: list[str], rows: list[dict]) -> list[str]:
+    """``passages`` plus the new QA rows whose answer no passage states: a grounded expert trained for one epoch
+    reads new facts rather than memorising them, so a fact that arrives without a document must be readable too.
+    A row naming its ``entity`` joins the first passage about that entity (or one new passage per entity), so the
+    expert's top passage for that entity holds all of its facts; a row without one becomes "question answer"."""
     texts = [f" {normalised(p)} " for p in passages]
-    out = []
+    out, added = list(passages), {}
     for row in rows:
         value = f" {normalised(row['value'] if isinstance(row.get('value'), str) else row['answer'])} "
-        entity = f" {normalised(row['entity'])} " if isinstance(row.get("entity"), str) else " "
-        if not any(value in t and entity in t for t in texts):
-            out.append(f"{row['question'].strip()} {row['answer'].strip()}")
+        entity = row.get("entity") if isinstance(row.get("entity"), str) else None
+        named = f" {normalised(entity)} " if entity else " "
+        if any(value in t and named in t for t in texts):
+            continue
+        answer = row["answer"].strip()
+        if entity is None:
+            out.append(f"{row['question'].strip()} {answer}")
+            continue
+        if entity not in added:
+            own = next((i for i, t in enumerate(texts) if named in t), None)
+            if own is None:
+                out.append("" if normalised(entity) in normalised(answer) else f"{entity}:")
+                own = len(out) - 1
+            added[entity] = own
+        out[added[entity]] = f"{out[added[entity]]} {answer}".strip()
     return out

@@ -52,9 +52,10 @@ class TrainRun:
 
 
 def work_dir_for(inputs: TrainInputs, config: TrainConfig, dtype: str = "float32") -> Path:
-    key = json.dumps({"cfg": config.to_dict(), **({"dtype": dtype} if dtype != "float32" else {}), "qa": file_digest(inputs.qa), "corpus": file_digest(inputs.corpus),
-                      "dev": file_digest(inputs.dev), "extra": [file_digest(p) for p in inputs.expert_only_qa]},
-                     sort_keys=True)
+    # float32 keeps the key of folders made before the dtype was part of it
+    key = json.dumps({"cfg": config.to_dict(), **({"dtype": dtype} if dtype != "float32" else {}),
+                      "qa": file_digest(inputs.qa), "corpus": file_digest(inputs.corpus), "dev": file_digest(inputs.dev),
+                      "extra": [file_digest(p) for p in inputs.expert_only_qa]}, sort_keys=True)
     return gag_home() / "work" / f"{inputs.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 

@@ -42,7 +42,7 @@ from .augment_stage import augment_data
 from .config import TrainConfig, load_config
 from .data import QAPair, TrainData, TrainInputs, file_digest, load_documents, load_qa
 from .loop import append_log
-from .replay import (ReplayPlan, corrected_passages, data_files, plan_replay, qa_row, read_rows, unstated_facts,
+from .replay import (ReplayPlan, corrected_passages, data_files, plan_replay, qa_row, read_rows, with_unstated_facts,
                      without_stale)
 from .stages import ExpertResult, RouterResult, TrainContext, expert_stage, router_stage
 
@@ -199,7 +199,7 @@ def update_context(parent: ParentModule, inputs: UpdateInputs, new: NewData, run
     passages = corrected_passages(parent.grounding.passages, new.plan.replaced, new.rows) + \
         expert_passages(new.documents, config.readout.context_words)
     if parent.grounding.k:
-        passages += unstated_facts(passages, new.rows)
+        passages = with_unstated_facts(passages, new.rows)
     grounding = Grounding(passages, parent.grounding.k)
     return TrainContext(config, TrainInputs(parent.module.name, inputs.qa, inputs.corpus), data, work, accelerator,
                         run.progress, base_id=config.base or profile.base, expert_id=config.expert or profile.expert,
