@@ -11,7 +11,7 @@ import torch
 
 from gag_core.errors import ConfigError
 from gag_core.generation import GenerationOptions, _held_back, generate, left_pad, pad_id
-from gag_core.models import load_causal_lm, load_tokenizer
+from gag_core.models import default_device, load_causal_lm, load_tokenizer
 
 PROMPTS = ["What colour is Veltrasite?", "hi", "In which year was the hexagonal mineral discovered, and by whom?"]
 
@@ -31,7 +31,7 @@ def eos_model(tiny_paths):
 
 
 def batch(tok, prompts=PROMPTS):
-    ids, attn = left_pad([tok(p)["input_ids"] for p in prompts], pad_id(tok), "cpu")
+    ids, attn = left_pad([tok(p)["input_ids"] for p in prompts], pad_id(tok), default_device())  # where the models load
     return {"input_ids": ids, "attention_mask": attn}
 
 
