@@ -74,6 +74,12 @@ def register(app: typer.Typer) -> None:
 
 
 def _run(build_service, settings, host: str, port: int, log_level: str, refresh=None) -> None:
+    """Load everything, then serve: HTTP in a second thread, generation on this (the main) thread, which
+    runs PyTorch's CPU kernels faster (Engine.serve_here). SIGINT/SIGTERM stop taking requests, finish the
+    ones in flight, then exit; a second one exits at once."""
+    import signal
+    import threading
+
     import uvicorn
 
     from gag_core.serving.app import create_app
@@ -81,10 +87,19 @@ def _run(build_service, settings, host: str, port: int, log_level: str, refresh=
 
     engine = Engine(build_service, settings, refresh=refresh)  # reload: in place, one base in memory
     with console.status("Loading the base model, the domains and the router…"):
-        engine.start()
+        engine.start(worker=False)
     service = engine.service
     console.print(f"Serving [bold]auto[/], [bold]general[/] and {', '.join(service.domains) or 'no domain'} "
                   f"on http://{host}:{port}/v1 (API key: {'required' if settings.api_key else 'none, loopback only'})")
     for name, why in service.unavailable.items():
         console.print(f"[yellow]Unavailable:[/] {name}: {why}")
-    uvicorn.run(create_app(engine, settings), host=host, port=port, log_level=log_level)
+    server = uvicorn.Server(uvicorn.Config(create_app(engine, settings), host=host, port=port, log_level=log_level))
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, server.handle_exit)
+    http = threading.Thread(target=server.run, name="gag-http", daemon=True)
+    http.start()
+    engine.serve_here(until=lambda: not http.is_alive())
+    http.join()
+    if not server.started:
+        raise ConfigError(f"The HTTP server did not start on {host}:{port} (see the error above); is the port in "
+                          "use? Pick another with --port.")

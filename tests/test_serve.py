@@ -487,3 +487,64 @@ def test_refresh_reloads_only_a_domain_whose_manifest_changed(tiny_paths, make_m
     assert gag.module("first").manifest != before["first"] and gag.module("second").manifest == before["second"]
     assert gag.answer("hi", route="first").route == "first"  # the reloaded adapter answers
     assert gag.refresh()["updated"] == []  # nothing changed since
+
+
+# --- the `gag serve` process: generation on its main thread, HTTP beside it ----------------------------------
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve_process(tiny_paths, port: int, log: Path):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "gag_cli.main", "serve", "--port", str(port), "--base", tiny_paths["base"],
+           "--router-encoder", "expert-mean", "--default-max-tokens", "4", "--log-level", "warning"]
+    return subprocess.Popen(cmd, env=dict(os.environ), stdout=open(log, "w"), stderr=subprocess.STDOUT)
+
+
+def test_gag_serve_answers_from_its_main_thread_and_sigterm_finishes_in_flight_requests(tiny_paths, make_module,
+                                                                                        tmp_path):
+    import signal
+
+    _install(make_module("first"))
+    port, log = _free_port(), tmp_path / "serve.log"
+    proc = _serve_process(tiny_paths, port, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            try:
+                if httpx2.get(f"{url}/health", timeout=2).json()["status"] == "ok":
+                    break
+            except httpx2.TransportError:
+                time.sleep(0.2)
+        api = client(url, key=None)
+        with ThreadPoolExecutor(4) as pool:
+            asks = [pool.submit(api.chat.completions.create, model=m, messages=[{"role": "user", "content": q}])
+                    for m, q in zip(["auto", "first", GENERAL, "auto"], QUESTIONS)]
+            time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)  # stop taking requests; the ones in flight still get their answer
+            assert all(a.result(60).choices[0].finish_reason in ("stop", "length") for a in asks)
+        assert proc.wait(60) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_gag_serve_on_a_busy_port_exits_with_an_error(tiny_paths, tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        log = tmp_path / "serve.log"
+        proc = _serve_process(tiny_paths, taken.getsockname()[1], log)
+        assert proc.wait(120) != 0
+    assert "--port" in log.read_text()

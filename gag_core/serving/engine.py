@@ -153,18 +153,36 @@ class Engine:
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
+        self._hosted = False  # the loop runs in a caller's thread (serve_here), not in _worker
         self._batch_listeners: list[Callable[[int], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> "Engine":
-        """Build and warm the service (once), then start the worker. Safe to call again."""
+    def start(self, *, worker: bool = True) -> "Engine":
+        """Build and warm the service (once), then start the worker thread. Safe to call again.
+
+        ``worker=False``: no thread; the caller runs the loop in its own thread with :meth:`serve_here`."""
         if self._service is None:
             self._service = self._warm(self.build_service())
-        if self._worker is None or not self._worker.is_alive():
+        if not worker:
+            self._hosted = True
+        if not self._hosted and (self._worker is None or not self._worker.is_alive()):
             self._stop.clear()
             self._worker = threading.Thread(target=self._run, name="gag-engine", daemon=True)
             self._worker.start()
         return self
+
+    def serve_here(self, until: Callable[[], bool] = lambda: False) -> None:
+        """Answer requests in the calling thread until :meth:`close` or ``until()`` (after ``start(worker=False)``).
+
+        `gag serve` generates on the process's main thread and runs the HTTP server in a second one: on a
+        2-core CPU, PyTorch's bf16 matrix products ran up to 2x slower in a second thread than in the main one
+        (whose OpenMP team is the one kept warm), 1.3x per answer (docs/serving.md)."""
+        if not self._hosted:
+            raise EngineClosedError("Call start(worker=False) before serve_here().")
+        try:
+            self._run(until)
+        finally:
+            self._hosted = False
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the worker after its current batch; requests still waiting get ``EngineClosedError``."""
@@ -180,7 +198,7 @@ class Engine:
 
     @property
     def running(self) -> bool:
-        return self._worker is not None and self._worker.is_alive()
+        return self._hosted or (self._worker is not None and self._worker.is_alive())
 
     @property
     def service(self) -> RoutedService:
@@ -255,8 +273,8 @@ class Engine:
         return service
 
     # -- the worker ------------------------------------------------------------------------------
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def _run(self, until: Callable[[], bool] = lambda: False) -> None:
+        while not self._stop.is_set() and not until():
             tickets = self._collect()
             groups: dict[tuple, list[Ticket]] = {}
             for ticket in tickets:
