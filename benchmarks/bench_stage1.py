@@ -10,13 +10,15 @@ scores GAG on the same questions. Reports answer containment, Stage I time (augm
     python benchmarks/bench_stage1.py --smoke      # tiny random models, a slice of the data: checks the script runs
 
 Variants (the embedded profile's defaults otherwise):
-    today                 sequential: one DAPT epoch over the corpus, then QA SFT (the current default)
+    today                 the embedded defaults of the day (now: the grounded expert reading its top passage,
+                          1 SFT epoch, token slots; before round 6: one DAPT epoch, then 8 QA epochs)
+    today+paraphrase      + 3 paraphrases of every training question by the generator (Stage I only)
+    today+sqa             + synthetic QA written from the passages by the generator
     mixed                 corpus and QA interleaved in every SFT epoch
     mixed+rewrite         + 4 rewrites per document (shuffled sentences, subject names for pronouns)
     mixed+rewrite+sqa     + synthetic QA written from the passages by the generator (default: the base model)
     grounded-k1, -k2      the expert reads the top 1 / 2 passages of the corpus before each question
                           (readout.context_passages; gag_core/grounding.py); -Nep: N QA epochs instead of 8, no DAPT; -a4: 4 Stage II epochs instead of 9
-There is no paraphrase augmenter yet; a plugin one joins with ``--variants`` once registered.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "modules" / "gag-domain-minerals" / "gag_domain_minerals" / "data"
 SETS = {"held_out": "test.jsonl", "corpus_only": "corpus_only_test.jsonl", "unaligned": "unaligned_test.jsonl"}
 VARIANTS = {  # overrides of the embedded profile, by section
-    "today": {},
+    "today": {},  # the embedded defaults of the day (grounded expert, 1 SFT epoch, token slots)
+    "today+paraphrase": {"stage1": {"augment": ["paraphrase"]}},
+    "today+sqa": {"stage1": {"augment": ["synthetic-qa"]}},
     "mixed": {"stage1": {"mix": "mixed"}},
     "mixed+rewrite": {"stage1": {"mix": "mixed", "augment": ["rewrite"]}},
     "mixed+rewrite+sqa": {"stage1": {"mix": "mixed", "augment": ["rewrite", "synthetic-qa"]}},
@@ -75,9 +79,10 @@ def variant_config(name: str, args, models: tuple[str, str] | None):
     if models:
         overrides = {**SMOKE_CONFIG, "base": models[0], "expert": models[1],
                      **{k: {**SMOKE_CONFIG.get(k, {}), **v} for k, v in variant.items()}}
-    if "synthetic-qa" in stage1.get("augment", []):
+    generating = [n for n in ("synthetic-qa", "paraphrase") if n in stage1.get("augment", [])]
+    if generating:
         options = {"generator": args.qa_generator} if args.qa_generator else {}
-        stage1["augment_options"] = {"synthetic-qa": {**options, **({"max_new_tokens": 8} if models else {})}}
+        stage1["augment_options"] = {n: {**options, **({"max_new_tokens": 8} if models else {})} for n in generating}
         overrides["stage1"]["augment_options"] = stage1["augment_options"]
     return load_config(None, "embedded", overrides)
 

@@ -24,10 +24,11 @@ def register(app: typer.Typer) -> None:
                                     "file, or a folder of them; long ones are cut into passages."),
         mix: str = typer.Option(None, "--mix", help="Stage I: sequential (DAPT, then QA) or mixed (documents and QA "
                                 "interleaved in every epoch)."),
-        augment: list[str] = typer.Option([], "--augment", help="Augmenter run over the documents before Stage I "
-                                          "(repeatable): rewrite, synthetic-qa, or a plugin's."),
-        qa_generator: str = typer.Option(None, "--qa-generator", help="Model id/folder that writes synthetic QA "
-                                         "(default: the profile's base model)."),
+        augment: list[str] = typer.Option([], "--augment", help="Augmenter run before Stage I (repeatable): rewrite "
+                                          "or synthetic-qa (over the documents), paraphrase (over the QA questions), "
+                                          "or a plugin's."),
+        qa_generator: str = typer.Option(None, "--qa-generator", help="Model id/folder that writes synthetic QA and "
+                                         "paraphrases (default: the profile's base model)."),
         dev: Path = typer.Option(None, "--dev", help="Dev QA pairs evaluated after each alignment epoch."),
         expert_only: list[Path] = typer.Option([], "--expert-only-qa", help="QA used in Stage I only (repeatable)."),
         profile: str = typer.Option("embedded", "--profile", help="embedded (CPU, SmolLM2) or paper (Qwen3-8B/1.7B)."),
@@ -89,7 +90,7 @@ def _training_config(config: Path | None, profile: str, overrides: dict, readout
     """The profile's defaults, the --config file, then the options; synthetic QA turned on (with a note) for
     documents only; every augmenter's settings checked before any model loads."""
     from gag_core.errors import ConfigError
-    from gag_core.training.augment_stage import QA_FROM_DOCUMENTS, build_augmenters, for_documents_only
+    from gag_core.training.augment_stage import PARAPHRASE, QA_FROM_DOCUMENTS, build_augmenters, for_documents_only
     from gag_core.training.config import load_config, with_readout_kind
 
     cfg = load_config(config, profile, overrides)
@@ -99,11 +100,13 @@ def _training_config(config: Path | None, profile: str, overrides: dict, readout
     if note:
         console.print(f"[yellow]note:[/] {note}")
     if qa_generator:
-        if QA_FROM_DOCUMENTS not in cfg.stage1.augment:
-            raise ConfigError(f"--qa-generator sets the {QA_FROM_DOCUMENTS} augmenter's generator; turn it on with "
-                              f"--augment {QA_FROM_DOCUMENTS}.")
+        generating = [name for name in (QA_FROM_DOCUMENTS, PARAPHRASE) if name in cfg.stage1.augment]
+        if not generating:
+            raise ConfigError(f"--qa-generator sets the generator of the {QA_FROM_DOCUMENTS} and {PARAPHRASE} "
+                              f"augmenters; turn one on with --augment {QA_FROM_DOCUMENTS} or --augment {PARAPHRASE}.")
         options = dict(cfg.stage1.augment_options)
-        options[QA_FROM_DOCUMENTS] = {**options.get(QA_FROM_DOCUMENTS, {}), "generator": qa_generator}
+        for name in generating:
+            options[name] = {**options.get(name, {}), "generator": qa_generator}
         cfg = replace(cfg, stage1=replace(cfg.stage1, augment_options=options))
     build_augmenters(cfg, augmenters)
     return cfg

@@ -81,8 +81,8 @@ def test_augmenter_settings_are_checked_by_name():
         ExpertConfig(mix="interleaved")
     with pytest.raises(ConfigError, match=r"stage1\.augment = "):
         ExpertConfig(augment=["rewrite", "rewrite"])
-    cfg = load_config(None, "embedded", {"stage1": {"augment": ["paraphrase"]}})
-    with pytest.raises(ConfigError, match="Unknown augmenter 'paraphrase'.*rewrite, synthetic-qa"):
+    cfg = load_config(None, "embedded", {"stage1": {"augment": ["backtranslate"]}})
+    with pytest.raises(ConfigError, match="Unknown augmenter 'backtranslate'.*paraphrase, rewrite, synthetic-qa"):
         build_augmenters(cfg)
     cfg = load_config(None, "embedded", {"stage1": {"augment_options": {"rewrite": {"variants": 2}}}})
     with pytest.raises(ConfigError, match="does not turn on"):
@@ -129,7 +129,7 @@ def test_synthetic_qa_resumes_after_an_interruption_without_generating_a_passage
     calls: list[str] = []
     alive = [False]
 
-    def counting(self, generator, prompts, ctx):
+    def counting(self, generator, prompts, ctx, *rest, **kw):
         calls.extend(prompts)
         if len(calls) > 4 and not alive[0]:
             raise Killed  # the process dies mid-run (its finished batches are on disk)
@@ -191,7 +191,7 @@ def test_documents_only_trains_a_working_module_through_the_cli(tiny_paths, tmp_
     from gag_core.module import DomainModule
     from tests.test_training import TINY_CONFIG
 
-    monkeypatch.setattr(SyntheticQAAugmenter, "complete", lambda self, g, p, c: fake_completion(g, p, c))
+    monkeypatch.setattr(SyntheticQAAugmenter, "complete", lambda self, g, p, c, *a, **k: fake_completion(g, p, c))
     corpus = tmp_path / "docs"
     corpus.mkdir()
     for d in mineral_docs(6):
@@ -217,10 +217,100 @@ def test_documents_only_refuses_too_few_grounded_pairs(tiny_paths, tmp_path, mon
     from gag_core.training.train_domain import train_domain
 
     monkeypatch.setattr(SyntheticQAAugmenter, "complete",
-                        lambda self, g, prompts, c: ["Q: What?\nA: nothing"] * len(prompts))
+                        lambda self, g, prompts, c, *a, **k: ["Q: What?\nA: nothing"] * len(prompts))
     (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"text": d.text, "title": d.id}) + "\n"
                                                  for d in mineral_docs(3)))
     cfg = load_config(None, "embedded", {"base": tiny_paths["base"], "expert": tiny_paths["expert"]})
     with pytest.warns(UserWarning, match="turning on the synthetic-qa"), \
             pytest.raises(DataError, match="Only 0 QA pairs to align on.*0 grounded synthetic pairs.*--qa-generator"):
         train_domain(TrainInputs("docs", None, tmp_path / "docs.jsonl"), cfg, tmp_path / "out")
+
+
+# --- paraphrase -----------------------------------------------------------------------------------------------
+
+def fake_paraphrases(generator, prompts, ctx, *rest, **kw):
+    """A generator's rewrites: two usable ones, then a repeat, a name dropped, the answer given and a non-question."""
+    out = []
+    for prompt in prompts:
+        question = prompt.split('ask: "', 1)[1]
+        name = re.search(r"Mineral(\d+)", question)
+        colour = COLOURS[int(name.group(1)) % 4]
+        out.append(f"1. Which colour does {name.group()} have?\n2. Tell me the colour of {name.group()}?\n3. {question}"
+                   f"\n- What colour is that mineral?\n- Is {name.group()} {colour}?\nThe colour of {name.group()}.")
+    return out
+
+
+def test_paraphrases_keep_the_names_and_numbers_and_never_the_answer():
+    from gag_core.training.paraphrase import key_terms, keep_paraphrases, parse_lines
+
+    assert key_terms("What did Fennick Harrowick find in 1805?") == {"fennick", "harrowick", "1805"}
+    lines = parse_lines("1. When was Fenbelite found?\n2) Fenbelite: when found?\n\n- In 1805?\nQ: When did "
+                        "they find Fenbelite?")
+    assert lines == ["When was Fenbelite found?", "Fenbelite: when found?", "In 1805?", "When did they find Fenbelite?"]
+    kept, dropped = keep_paraphrases("In which year was Fenbelite discovered?", "1805", lines + [
+        "When was Fenbelite found?", "Was Fenbelite found in 1805?", "When was it found?",
+        "The answer to this question is: in which year was Fenbelite discovered?"], min_overlap=0.0)
+    assert kept == ["When was Fenbelite found?", "Fenbelite: when found?", "When did they find Fenbelite?"]
+    assert dropped == 5  # a repeat, "In 1805?" and the answer-giving one, one without the name, the original inside
+    drifted = ["Which colour is the mineral Fenbelite?", "Which mineral is Fenbelite?"]  # the second lost "colour"
+    assert keep_paraphrases("Which colour does the mineral Fenbelite have?", "crimson", drifted) == (drifted[:1], 1)
+
+
+def test_paraphrase_resumes_after_an_interruption_and_trains_stage1_only(tmp_path, monkeypatch):
+    from gag_core.training.data import QAPair
+    from gag_core.training.paraphrase import ParaphraseAugmenter
+
+    qa = tuple(QAPair(f"What colour is Mineral{i}?", COLOURS[i % 4], 0, {}) for i in range(6))
+    calls, alive = [], [False]
+
+    def counting(self, generator, prompts, ctx, *rest, **kw):
+        calls.extend(prompts)
+        if len(calls) > 4 and not alive[0]:
+            raise Killed
+        return fake_paraphrases(generator, prompts, ctx)
+
+    monkeypatch.setattr(ParaphraseAugmenter, "complete", counting)
+    augmenter = ParaphraseAugmenter(batch_size=2, variants=2)
+    with pytest.raises(Killed):
+        list(augmenter.augment([], context(tmp_path, qa=qa)))
+    alive[0] = True
+    progress, log = [], tmp_path / "train-log.jsonl"
+    pairs = list(augmenter.augment([], context(tmp_path, qa=qa, log_path=log, progress=lambda *a: progress.append(a))))
+    assert len(calls) == 8 and len(set(calls)) == 6  # the batch lost to the kill is the only one done twice
+    assert [p.question for p in pairs[:2]] == ["Which colour does Mineral0 have?", "Tell me the colour of Mineral0?"]
+    assert len(pairs) == 12 and not any(p.align for p in pairs) and pairs[2].answer == COLOURS[1]
+    assert progress[-1] == ("augment-paraphrase", 6, 6, {"kept": 12, "dropped": 24})
+    assert json.loads(log.read_text().splitlines()[-1])["kept"] == 12
+
+
+def test_paraphrase_runs_a_real_generator(tiny_paths, tmp_path):
+    from gag_core.training.data import QAPair
+    from gag_core.training.paraphrase import ParaphraseAugmenter
+
+    augmenter = ParaphraseAugmenter(generator=tiny_paths["base"], max_new_tokens=6)
+    qa = (QAPair("What colour is Mineral1?", "teal", 0, {}),)
+    pairs = list(augmenter.augment([], context(tmp_path, qa=qa, log_path=tmp_path / "log.jsonl")))
+    assert all(isinstance(p, AugmentedQA) for p in pairs)  # a random model writes no usable rewrite, but it runs
+    assert json.loads((tmp_path / "log.jsonl").read_text())["questions"] == 1
+
+
+def test_paraphrase_needs_no_documents_through_the_cli(tiny_paths, tmp_path, monkeypatch):
+    from gag_cli.main import app
+    from gag_core.module import DomainModule
+    from gag_core.training.paraphrase import ParaphraseAugmenter
+    from tests.test_training import TINY_CONFIG
+
+    monkeypatch.setattr(ParaphraseAugmenter, "complete", lambda self, *a, **k: fake_paraphrases(*a, **k))
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("".join(json.dumps({"question": f"What colour is Mineral{i}?", "answer": COLOURS[i % 4]}) + "\n"
+                          for i in range(8)))
+    (tmp_path / "config.json").write_text(json.dumps(TINY_CONFIG))
+    out = tmp_path / "module"
+    result = CliRunner().invoke(app, ["train-domain", "para", "--qa", str(qa), "--augment", "paraphrase",
+                                      "--qa-generator", tiny_paths["base"], "--config", str(tmp_path / "config.json"),
+                                      "--base", tiny_paths["base"], "--expert", tiny_paths["expert"],
+                                      "--out", str(out)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    training = DomainModule.open(out).manifest.training
+    assert training["data"]["qa_pairs"] == 8 and training["data"]["expert_only_pairs"] == 8 * 2
+    assert training["config"]["stage1"]["augment_options"]["paraphrase"]["generator"] == tiny_paths["base"]

@@ -9,6 +9,7 @@ through the ``register_augmenters`` hook (gag's own ones through the same hook):
         name = "my-augmenter"
         def __init__(self, **options): ...                  # ``stage1.augment_options[name]``
         def augment(self, documents, context) -> Iterator[str | AugmentedQA]: ...
+        needs_documents = True                              # False: it works on context.qa alone
 
 It yields a ``str`` for a training text (causal-LM loss, like the corpus) and an :class:`AugmentedQA` for a QA
 pair (Stage I SFT; with ``align`` also Stage II alignment and the router's exemplars). An augmenter that is slow
@@ -48,6 +49,7 @@ class AugmentContext:
     device: Any
     log_path: Path | None = None  # train-log.jsonl (None on processes other than the main one)
     progress: Callable[[str, int, int, dict], None] | None = None  # (stage, done, total, info)
+    qa: Sequence = ()  # the training QA pairs given (data.QAPair), before any augmenter ran
 
 
 class Augmenter(Protocol):

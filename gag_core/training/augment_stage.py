@@ -20,11 +20,14 @@ from .augment import AugmentContext, AugmentedQA, RewriteAugmenter
 from .config import TrainConfig
 from .data import MIN_QA, QAPair, TrainInputs
 from .loop import append_log
+from .paraphrase import ParaphraseAugmenter
 from .synthetic_qa import SyntheticQAAugmenter
 
 BUILTIN_AUGMENTERS: dict[str, type] = {RewriteAugmenter.name: RewriteAugmenter,
-                                       SyntheticQAAugmenter.name: SyntheticQAAugmenter}
+                                       SyntheticQAAugmenter.name: SyntheticQAAugmenter,
+                                       ParaphraseAugmenter.name: ParaphraseAugmenter}
 QA_FROM_DOCUMENTS = SyntheticQAAugmenter.name
+PARAPHRASE = ParaphraseAugmenter.name
 
 
 def for_documents_only(config: TrainConfig, inputs: TrainInputs) -> tuple[TrainConfig, str | None]:
@@ -62,12 +65,14 @@ def augment_data(ctx, registry: Mapping[str, type] | None = None) -> dict:
     the others then read them. Refuses too little QA to align on."""
     augmenters = build_augmenters(ctx.config, registry)
     data, counts = ctx.data, {}
-    if augmenters and not data.documents:
-        raise DataError(f"The augmenters {ctx.config.stage1.augment} work on documents; give --corpus.")
+    on_documents = [a.name for a in augmenters if getattr(a, "needs_documents", True)]
+    if on_documents and not data.documents:
+        raise DataError(f"The augmenters {on_documents} work on documents; give --corpus.")
     if augmenters and not ctx.is_main:
         ctx.accelerator.wait_for_everyone()
     context = AugmentContext(work=ctx.work, seed=ctx.config.seed, generator=ctx.base_id, dtype=ctx.dtype,
-                             device=ctx.device, log_path=ctx.log_path if ctx.is_main else None, progress=ctx.progress)
+                             device=ctx.device, log_path=ctx.log_path if ctx.is_main else None, progress=ctx.progress,
+                             qa=tuple(data.qa))
     for augmenter in augmenters:
         started, texts, aligned, stage1_only = time.time(), 0, 0, 0
         for item in augmenter.augment(data.documents, context):

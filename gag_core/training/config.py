@@ -56,7 +56,7 @@ OPTIONAL_TEXT = Rule(lambda v: v is None or (isinstance(v, str) and bool(v.strip
 NAMES = Rule(lambda v: isinstance(v, list) and bool(v) and all(isinstance(x, str) and x for x in v),
              "a non-empty list of module names")
 AUGMENTERS = Rule(lambda v: isinstance(v, list) and all(isinstance(x, str) and x for x in v) and len(set(v)) == len(v),
-                  "a list of distinct augmenter names (rewrite, synthetic-qa, or a plugin's)")
+                  "a list of distinct augmenter names (rewrite, synthetic-qa, paraphrase, or a plugin's)")
 OPTION_TABLES = Rule(lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(t, dict)
                                                            for k, t in v.items()),
                      "a table of tables, one per augmenter: {rewrite = {variants = 4}}")
@@ -102,7 +102,7 @@ class ExpertConfig:
     mix: str = setting("sequential", "sequential: DAPT epochs over the corpus, then QA SFT; mixed: corpus text "
                                      "(+ augmented texts) and QA interleaved in every one of sft_epochs epochs "
                                      "(seeded shuffle), no separate DAPT", one_of(MIX_MODES))
-    augment: list[str] = setting(help="augmenters run over the corpus before Stage I (rewrite, synthetic-qa, or a "
+    augment: list[str] = setting(help="augmenters run before Stage I (rewrite, synthetic-qa, paraphrase, or a "
                                       "plugin's); [] = none", rule=AUGMENTERS, factory=list)
     augment_options: dict = setting(help="settings per augmenter, e.g. {rewrite = {variants = 4}, synthetic-qa = "
                                          "{generator = ID}} (docs/training.md)", rule=OPTION_TABLES, factory=dict)

@@ -65,7 +65,39 @@ def read_done(path: Path) -> dict[str, dict]:
     return done
 
 
-class SyntheticQAAugmenter:
+class GeneratorAugmenter:
+    """What a generator-based augmenter shares: the generator LM, loaded on first use and freed after."""
+
+    _model = None
+
+    def complete(self, generator: str, prompts: list[str], context: AugmentContext, max_new_tokens: int,
+                 prefix: str = "") -> list[str]:
+        """The generator's greedy completions of ``prompts`` (inside its chat template; a model without one
+        continues ``prompt + prefix``, and its completions are returned after ``prefix``)."""
+        from ..models import chat_template_kwargs, load_causal_lm, load_tokenizer
+
+        if self._model is None:
+            self._model = (load_causal_lm(generator, dtype=context.dtype, device=context.device),
+                           load_tokenizer(generator))
+        model, tokenizer = self._model
+        if tokenizer.chat_template:
+            ids = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=True, return_dict=False,
+                                                 add_generation_prompt=True, **chat_template_kwargs(tokenizer))
+                   for p in prompts]
+        else:
+            ids = [tokenizer(p + prefix, add_special_tokens=False)["input_ids"] for p in prompts]
+        input_ids, attn = left_pad(ids, pad_id(tokenizer), context.device)
+        out = generate(model, tokenizer, {"input_ids": input_ids, "attention_mask": attn},
+                       GenerationOptions(max_new_tokens=max_new_tokens))
+        return [g.text if tokenizer.chat_template else prefix + g.text for g in out]
+
+    def release(self) -> None:
+        """Free the generator (Stage I loads the expert next)."""
+        self._model = None
+        gc.collect()
+
+
+class SyntheticQAAugmenter(GeneratorAugmenter):
     """QA pairs written from every passage by a generator LM, kept only when grounded in the passage."""
 
     name: ClassVar[str] = "synthetic-qa"
@@ -82,7 +114,6 @@ class SyntheticQAAugmenter:
             raise ConfigError("stage1.augment_options.synthetic-qa.generator must be a model id or folder "
                               "(--qa-generator), or unset for the profile's base model.")
         self.options = opts
-        self._model = None
 
     def prompt(self, passage: str) -> str:
         return PROMPT.format(n=self.options["pairs_per_passage"], passage=passage)
@@ -104,7 +135,8 @@ class SyntheticQAAugmenter:
         try:
             for start in range(0, len(todo), size):
                 batch = [pieces[i] for i in todo[start:start + size]]
-                texts = self.complete(generator, [self.prompt(p.text) for p in batch], context)
+                texts = self.complete(generator, [self.prompt(p.text) for p in batch], context,
+                                      self.options["max_new_tokens"], prefix="\nQ:")
                 rows = [self._row(keys[i], p, text) for i, p, text in zip(todo[start:start + size], batch, texts)]
                 append_objects(path, rows)
                 done.update((row["key"], row) for row in rows)
@@ -132,28 +164,3 @@ class SyntheticQAAugmenter:
         kept, dropped = sum(len(r["pairs"]) for r in rows), sum(r["dropped"] for r in rows)
         append_log(context.log_path, {"stage": f"augment-{self.name}", "event": "done", "generator": generator,
                                       "passages": len(rows), "kept": kept, "dropped": dropped})
-
-    def complete(self, generator: str, prompts: list[str], context: AugmentContext) -> list[str]:
-        """The generator's greedy completions of ``prompts`` (inside its chat template); loads it on first use."""
-        from ..models import chat_template_kwargs, load_causal_lm, load_tokenizer
-
-        if self._model is None:
-            self._model = (load_causal_lm(generator, dtype=context.dtype, device=context.device),
-                           load_tokenizer(generator))
-        model, tokenizer = self._model
-        if tokenizer.chat_template:
-            ids = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=True, return_dict=False,
-                                                 add_generation_prompt=True, **chat_template_kwargs(tokenizer))
-                   for p in prompts]
-        else:
-            ids = [tokenizer(p + "\nQ:", add_special_tokens=False)["input_ids"] for p in prompts]
-        input_ids, attn = left_pad(ids, pad_id(tokenizer), context.device)
-        out = generate(model, tokenizer, {"input_ids": input_ids, "attention_mask": attn},
-                       GenerationOptions(max_new_tokens=self.options["max_new_tokens"]))
-        return [g.text if tokenizer.chat_template else "Q:" + g.text for g in out]
-
-    def release(self) -> None:
-        """Free the generator (Stage I loads the expert next)."""
-        self._model = None
-        gc.collect()
-

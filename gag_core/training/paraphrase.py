@@ -1,0 +1,140 @@
+"""``paraphrase``: a generator LM rewrites every training question in other words; the rewrites that keep the
+question's names and numbers are trained with the same answer.
+
+Users ask in phrasings a QA file never wrote. The generator (``stage1.augment_options.paraphrase.generator``,
+``--qa-generator``; default the profile's base model) reads one question at a time and writes ``variants``
+rewrites, one per line. A rewrite is kept when it is a question, differs from the original and from the other
+kept ones, names every name and number of the original (``key_terms``), does not contain the answer and is not
+more than twice as long, does not contain the original (a generator that repeats the question inside a
+sentence) and keeps at least ``min_overlap`` (0.75) of the original's content words (a small generator drifts:
+"Which colour does the mineral X have?" -> "Which mineral is X?"; with a strong generator lower it). Kept and dropped counts go to ``train-log.jsonl``; results are appended per question
+to ``work/augment/paraphrase.jsonl`` (fsync'd), so a rerun after ``kill -9`` generates no question twice.
+Paraphrases are Stage I examples (``align = false``, the default) or also Stage II's (``align = true``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Sequence
+from typing import ClassVar
+
+from ..corpus import Document
+from ..errors import ConfigError
+from ..jsonl import append_objects
+from ..lexical import terms
+from .augment import AugmentContext, AugmentedQA, check_options, normalise
+from .loop import append_log
+from .synthetic_qa import GeneratorAugmenter, read_done
+
+PROMPT = 'Write {n} other ways to ask: "{question}"'  # the wording SmolLM2-135M follows best of those tried
+_NUMBERING = re.compile(r"^\s*(?:[-*•]|\d+[.):]|Q(?:uestion)?\s*\d*\s*[:.])\s*")
+_KEY_TERM = re.compile(r"\b(?:[A-Z][\w'’-]*|\w*\d[\w.,-]*)")
+
+
+def key_terms(question: str) -> set[str]:
+    """What a rewrite must keep: the question's numbers and its capitalised words except the first word (names),
+    normalised."""
+    words = question.split()
+    rest = " ".join(words[1:])  # the first word is capitalised because it starts the question
+    return {normalise(m.group()) for m in _KEY_TERM.finditer(rest)} - {""}
+
+
+def parse_lines(text: str) -> list[str]:
+    """The generated text's lines as questions: numbering and bullets removed, blank lines dropped."""
+    return [line for line in (_NUMBERING.sub("", raw).strip().strip('"') for raw in text.splitlines()) if line]
+
+
+def content_words(text: str) -> set[str]:
+    """The words of >= 3 letters that are not English stop words."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return {t for t in terms(text) if t not in ENGLISH_STOP_WORDS}
+
+
+def keep_paraphrases(question: str, answer: str, candidates: list[str],
+                     min_overlap: float = 0.75) -> tuple[list[str], int]:
+    """(the usable rewrites of ``question``, how many candidates were dropped); see the module doc."""
+    original, names, gold = normalise(question), key_terms(question), f" {normalise(answer)} "
+    words = content_words(question)
+    kept, seen = [], {original}
+    for candidate in candidates:
+        norm = normalise(candidate)
+        padded = f" {norm} "
+        if (candidate.endswith("?") and norm not in seen and f" {original} " not in padded
+                and len(words & content_words(candidate)) >= min_overlap * len(words)
+                and all(f" {t} " in padded for t in names)
+                and (gold.strip() == "" or gold not in padded) and len(norm.split()) <= 2 * len(original.split()) + 4):
+            seen.add(norm)
+            kept.append(candidate)
+    return kept, len(candidates) - len(kept)
+
+
+class ParaphraseAugmenter(GeneratorAugmenter):
+    """Rewrites of every training question by a generator LM, kept only when they keep its names and numbers."""
+
+    name: ClassVar[str] = "paraphrase"
+    needs_documents: ClassVar[bool] = False  # it rewrites the QA file's questions
+    DEFAULTS: ClassVar[dict] = {"generator": None, "variants": 3, "max_new_tokens": 72, "batch_size": 16,
+                                "align": False, "min_overlap": 0.75}
+
+    def __init__(self, **options):
+        opts = check_options(self.name, options, self.DEFAULTS)
+        for key in ("variants", "max_new_tokens", "batch_size"):
+            if not opts[key] >= 1:
+                raise ConfigError(f"stage1.augment_options.paraphrase.{key} = {opts[key]!r} is not valid: expected "
+                                  "an integer >= 1.")
+        if not 0 <= opts["min_overlap"] <= 1:
+            raise ConfigError(f"stage1.augment_options.paraphrase.min_overlap = {opts['min_overlap']!r} is not valid: "
+                              "expected a number from 0 to 1.")
+        if opts["generator"] is not None and not (isinstance(opts["generator"], str) and opts["generator"].strip()):
+            raise ConfigError("stage1.augment_options.paraphrase.generator must be a model id or folder "
+                              "(--qa-generator), or unset for the profile's base model.")
+        self.options = opts
+
+    def prompt(self, question: str) -> str:
+        return PROMPT.format(n=self.options["variants"], question=question)
+
+    def key(self, generator: str, question: str) -> str:
+        spec = json.dumps([generator, self.options["max_new_tokens"], self.options["min_overlap"], self.prompt(question)])
+        return hashlib.sha256(spec.encode()).hexdigest()[:20]
+
+    def augment(self, documents: Sequence[Document], context: AugmentContext) -> Iterator[AugmentedQA]:
+        generator = self.options["generator"] or context.generator
+        pairs = list({(p.question, p.answer): p for p in context.qa}.values())  # each distinct pair once
+        path = context.work / "augment" / "paraphrase.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        done = read_done(path)
+        keys = [self.key(generator, p.question) for p in pairs]
+        todo = [i for i, k in enumerate(keys) if k not in done]
+        size = self.options["batch_size"]
+        try:
+            for start in range(0, len(todo), size):
+                batch = [pairs[i] for i in todo[start:start + size]]
+                texts = self.complete(generator, [self.prompt(p.question) for p in batch], context,
+                                      self.options["max_new_tokens"], prefix="\n1.")
+                rows = [self._row(keys[i], p, text) for i, p, text in zip(todo[start:start + size], batch, texts)]
+                append_objects(path, rows)
+                done.update((row["key"], row) for row in rows)
+                self._report(context, keys, done)
+        finally:
+            self.release()
+        rows = [done[k] for k in keys]
+        append_log(context.log_path, {"stage": f"augment-{self.name}", "event": "done", "generator": generator,
+                                      "questions": len(rows), "kept": sum(len(r["paraphrases"]) for r in rows),
+                                      "dropped": sum(r["dropped"] for r in rows)})
+        for pair, row in zip(pairs, rows):
+            for question in row["paraphrases"][:self.options["variants"]]:
+                yield AugmentedQA(question, pair.answer, align=self.options["align"], source=pair.question)
+
+    def _row(self, key: str, pair, text: str) -> dict:
+        kept, dropped = keep_paraphrases(pair.question, pair.answer, parse_lines(text), self.options["min_overlap"])
+        return {"key": key, "question": pair.question, "paraphrases": kept, "dropped": dropped}
+
+    def _report(self, context: AugmentContext, keys: list[str], done: dict) -> None:
+        if context.progress:
+            finished = [done[k] for k in keys if k in done]
+            context.progress(f"augment-{self.name}", len(finished), len(keys),
+                             {"kept": sum(len(r["paraphrases"]) for r in finished),
+                              "dropped": sum(r["dropped"] for r in finished)})
