@@ -153,7 +153,7 @@ def test_synthetic_qa_resumes_after_an_interruption_without_generating_a_passage
     assert all(p.align and p.source == f"m{i}" for i, p in enumerate(pairs))
     assert progress[-1] == ("augment-synthetic-qa", 6, 6, {"kept": 6, "dropped": 6})
     record = json.loads(log.read_text().splitlines()[-1])
-    assert (record["kept"], record["dropped"], record["passages"]) == (6, 6, 6)
+    assert (record["kept"], record["dropped"], record["items"]) == (6, 6, 6)
     calls.clear()
     assert len(list(augmenter.augment(docs, context(tmp_path)))) == 6 and calls == []  # all done: no generation
 
@@ -162,7 +162,7 @@ def test_synthetic_qa_runs_a_real_generator(tiny_paths, tmp_path):
     augmenter = SyntheticQAAugmenter(generator=tiny_paths["base"], max_new_tokens=6)
     pairs = list(augmenter.augment(mineral_docs(2), context(tmp_path, log_path=tmp_path / "log.jsonl")))
     assert all(isinstance(p, AugmentedQA) for p in pairs)  # a random model writes nothing grounded, but it runs
-    assert json.loads((tmp_path / "log.jsonl").read_text())["passages"] == 2
+    assert json.loads((tmp_path / "log.jsonl").read_text())["items"] == 2
 
 
 # --- Stage I mixing and documents only ----------------------------------------------------------------------
@@ -291,7 +291,7 @@ def test_paraphrase_runs_a_real_generator(tiny_paths, tmp_path):
     qa = (QAPair("What colour is Mineral1?", "teal", 0, {}),)
     pairs = list(augmenter.augment([], context(tmp_path, qa=qa, log_path=tmp_path / "log.jsonl")))
     assert all(isinstance(p, AugmentedQA) for p in pairs)  # a random model writes no usable rewrite, but it runs
-    assert json.loads((tmp_path / "log.jsonl").read_text())["questions"] == 1
+    assert json.loads((tmp_path / "log.jsonl").read_text())["items"] == 1
 
 
 def test_paraphrase_needs_no_documents_through_the_cli(tiny_paths, tmp_path, monkeypatch):

@@ -22,11 +22,9 @@ from typing import ClassVar
 
 from ..corpus import Document
 from ..errors import ConfigError
-from ..jsonl import append_objects
 from ..lexical import terms
-from .augment import AugmentContext, AugmentedQA, check_options, normalise
-from .loop import append_log
-from .synthetic_qa import GeneratorAugmenter, read_done
+from .augment import AugmentContext, AugmentedQA, normalise
+from .generated import GeneratorAugmenter
 
 PROMPT = 'Write {n} other ways to ask: "{question}"'  # the wording SmolLM2-135M follows best of those tried
 _NUMBERING = re.compile(r"^\s*(?:[-*•]|\d+[.):]|Q(?:uestion)?\s*\d*\s*[:.])\s*")
@@ -78,52 +76,27 @@ class ParaphraseAugmenter(GeneratorAugmenter):
     needs_documents: ClassVar[bool] = False  # it rewrites the QA file's questions
     DEFAULTS: ClassVar[dict] = {"generator": None, "variants": 3, "max_new_tokens": 72, "batch_size": 16,
                                 "align": False, "min_overlap": 0.75}
+    POSITIVE: ClassVar[tuple[str, ...]] = ("variants", "max_new_tokens", "batch_size")
+    KEPT: ClassVar[str] = "paraphrases"
+    PREFIX: ClassVar[str] = "\n1."
 
     def __init__(self, **options):
-        opts = check_options(self.name, options, self.DEFAULTS)
-        for key in ("variants", "max_new_tokens", "batch_size"):
-            if not opts[key] >= 1:
-                raise ConfigError(f"stage1.augment_options.paraphrase.{key} = {opts[key]!r} is not valid: expected "
-                                  "an integer >= 1.")
-        if not 0 <= opts["min_overlap"] <= 1:
-            raise ConfigError(f"stage1.augment_options.paraphrase.min_overlap = {opts['min_overlap']!r} is not valid: "
-                              "expected a number from 0 to 1.")
-        if opts["generator"] is not None and not (isinstance(opts["generator"], str) and opts["generator"].strip()):
-            raise ConfigError("stage1.augment_options.paraphrase.generator must be a model id or folder "
-                              "(--qa-generator), or unset for the profile's base model.")
-        self.options = opts
+        super().__init__(**options)
+        if not 0 <= self.options["min_overlap"] <= 1:
+            raise ConfigError(f"stage1.augment_options.paraphrase.min_overlap = {self.options['min_overlap']!r} is "
+                              "not valid: expected a number from 0 to 1.")
 
-    def prompt(self, question: str) -> str:
-        return PROMPT.format(n=self.options["variants"], question=question)
+    def prompt(self, pair) -> str:
+        return PROMPT.format(n=self.options["variants"], question=pair.question)
 
-    def key(self, generator: str, question: str) -> str:
-        spec = json.dumps([generator, self.options["max_new_tokens"], self.options["min_overlap"], self.prompt(question)])
+    def key(self, generator: str, pair) -> str:
+        spec = json.dumps([generator, self.options["max_new_tokens"], self.options["min_overlap"], self.prompt(pair)])
         return hashlib.sha256(spec.encode()).hexdigest()[:20]
 
     def augment(self, documents: Sequence[Document], context: AugmentContext) -> Iterator[AugmentedQA]:
         generator = self.options["generator"] or context.generator
         pairs = list({(p.question, p.answer): p for p in context.qa}.values())  # each distinct pair once
-        path = context.work / "augment" / "paraphrase.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        done = read_done(path)
-        keys = [self.key(generator, p.question) for p in pairs]
-        todo = [i for i, k in enumerate(keys) if k not in done]
-        size = self.options["batch_size"]
-        try:
-            for start in range(0, len(todo), size):
-                batch = [pairs[i] for i in todo[start:start + size]]
-                texts = self.complete(generator, [self.prompt(p.question) for p in batch], context,
-                                      self.options["max_new_tokens"], prefix="\n1.")
-                rows = [self._row(keys[i], p, text) for i, p, text in zip(todo[start:start + size], batch, texts)]
-                append_objects(path, rows)
-                done.update((row["key"], row) for row in rows)
-                self._report(context, keys, done)
-        finally:
-            self.release()
-        rows = [done[k] for k in keys]
-        append_log(context.log_path, {"stage": f"augment-{self.name}", "event": "done", "generator": generator,
-                                      "questions": len(rows), "kept": sum(len(r["paraphrases"]) for r in rows),
-                                      "dropped": sum(r["dropped"] for r in rows)})
+        rows = self.generate_rows(context, [self.key(generator, p) for p in pairs], pairs, self.prompt, self._row)
         for pair, row in zip(pairs, rows):
             for question in row["paraphrases"][:self.options["variants"]]:
                 yield AugmentedQA(question, pair.answer, align=self.options["align"], source=pair.question)
@@ -131,10 +104,3 @@ class ParaphraseAugmenter(GeneratorAugmenter):
     def _row(self, key: str, pair, text: str) -> dict:
         kept, dropped = keep_paraphrases(pair.question, pair.answer, parse_lines(text), self.options["min_overlap"])
         return {"key": key, "question": pair.question, "paraphrases": kept, "dropped": dropped}
-
-    def _report(self, context: AugmentContext, keys: list[str], done: dict) -> None:
-        if context.progress:
-            finished = [done[k] for k in keys if k in done]
-            context.progress(f"augment-{self.name}", len(finished), len(keys),
-                             {"kept": sum(len(r["paraphrases"]) for r in finished),
-                              "dropped": sum(r["dropped"] for r in finished)})
