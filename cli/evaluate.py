@@ -88,9 +88,6 @@ def eval_cmd(
 ) -> None:
     """Compare base, expert, GAG and RAG on a domain's QA set: a table plus results.json/.md and plots."""
     from gag_core.evaluation.harness import EvalConfig, evaluate_methods, expand_methods, load_rows
-    from gag_core.evaluation.report import write_report
-
-    from .tables import render_rich_table
 
     config = EvalConfig(ks=_int_list(k, "--k"), retrievers=_names(retriever), chunk_size=chunk_size,
                         chunk_overlap=chunk_overlap, gold_field=gold_field, answer_field=answer_field,
@@ -108,12 +105,20 @@ def eval_cmd(
     with stage_progress() as progress:
         results = evaluate_methods(gag, rows, planned, domain=domain, corpus=corpus, config=config,
                                    progress=progress)
-    out = out or Path("gag-eval") / domain
-    table_rows = [{k: v for k, v in r.items() if k != "predictions"} for r in results]
-    columns = EVAL_COLUMNS + (["routed_to_domain"] if "gag-routed" in planned else [])
-    if not bertscore_model:
-        columns.remove("bertscore")
     title = f"gag eval — domain {domain}, {len(rows)} questions ({data.name})"
+    _report(results, out or Path("gag-eval") / domain, title, "gag-routed" in planned, bool(bertscore_model))
+
+
+def _report(results: list[dict], out: Path, title: str, routed: bool, bertscore: bool) -> None:
+    """The table on the console; results.json/.md, plots and predictions.jsonl in ``out``."""
+    from gag_core.evaluation.report import write_report
+
+    from .tables import render_rich_table
+
+    table_rows = [{k: v for k, v in r.items() if k != "predictions"} for r in results]
+    columns = EVAL_COLUMNS + (["routed_to_domain"] if routed else [])
+    if not bertscore:
+        columns.remove("bertscore")
     written = write_report(out, title, table_rows, columns, eval_plots(table_rows))
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "predictions.jsonl", "w", encoding="utf-8") as f:
