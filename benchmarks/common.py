@@ -50,9 +50,12 @@ def build_untrained_module(out_dir: Path, name: str, base_model, base_id: str = 
                            expert_id: str = "embedded") -> Path:
     """A complete module with a fresh LoRA (B = 0) and a random projector, in the profile's default shapes.
 
-    Latency, prompt size and memory do not depend on training, so this stands in for a trained domain.
+    Latency, prompt size and memory do not depend on training, so this stands in for a trained domain. An expert
+    that reads passages (the grounded default) ships the demo corpus's documents as its passages.
     """
     from gag_core.assemble import assemble_module
+    from gag_core.grounding import Grounding
+    from gag_core.module import PASSAGES
     from gag_core.models import hidden_size, load_causal_lm
     from gag_core.projectors import ProjectorBundle, ProjectorConfig
     from gag_core.training.config import load_config
@@ -66,10 +69,12 @@ def build_untrained_module(out_dir: Path, name: str, base_model, base_id: str = 
                                                 base_hidden=hidden_size(base_model), slots=readout.slots,
                                                 layers=len(readout.layers)))
     prototypes = torch.nn.functional.normalize(torch.randn(8, hidden_size(expert)), dim=-1)
+    texts = [row["text"] for row in read_jsonl(DATA / "corpus.jsonl")]
+    passages = {PASSAGES: Grounding(texts, readout.context_passages).to_jsonl()} if readout.context_passages else None
     folder = assemble_module(Path(out_dir), name=name, base_id=base_id, base_model=base_model, expert_id=expert_id,
                              expert_model=expert, adapter_dir=None, readout=readout, projector=projector,
                              prototypes=prototypes, exemplars=["What colour is it?"], encoder="expert-mean",
-                             description=f"untrained benchmark stand-in for {name}")
+                             description=f"untrained benchmark stand-in for {name}", data_files=passages)
     del expert
     return folder
 
