@@ -176,7 +176,8 @@ class Engine:
 
         `gag serve` generates on the process's main thread and runs the HTTP server in a second one: on a
         2-core CPU, PyTorch's bf16 matrix products ran up to 2x slower in a second thread than in the main one
-        (whose OpenMP team is the one kept warm), 1.3x per answer (docs/serving.md)."""
+        (fp32 ones did not; the cause, likely OpenMP's thread teams, is not established), 1.3x per answer
+        (docs/serving.md)."""
         if not self._hosted:
             raise EngineClosedError("Call start(worker=False) before serve_here().")
         try:
