@@ -135,6 +135,7 @@ def ensure_embedded_cached() -> Path:
     """Dequantise the GGUF once into ``GAG_HOME/models`` (safetensors + config + tokenizer); return the folder."""
     target = embedded_cache_dir()
     if (target / "model.safetensors").exists() and (target / "config.json").exists():
+        _drop_quantization_config(target / "config.json")  # caches converted before it was dropped at conversion
         return target
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -151,6 +152,7 @@ def ensure_embedded_cached() -> Path:
             state.pop("lm_head.weight", None)  # tied: stored once, re-tied on load
         save_file(state, str(staging / "model.safetensors"), metadata={"format": "pt", "source": EMBEDDED_SOURCE})
         model.config.save_pretrained(staging)
+        _drop_quantization_config(staging / "config.json")
         if model.generation_config is not None:
             model.generation_config.save_pretrained(staging)
         tok.save_pretrained(staging)
@@ -162,6 +164,19 @@ def ensure_embedded_cached() -> Path:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _drop_quantization_config(config_path: Path) -> None:
+    """The dequantised weights are plain floats: a ``quantization_config`` (gguf) left in the config made
+    transformers attach its GGUF quantizer to every load (and warn that matmuls cast to float32). Rewritten
+    atomically, only when present."""
+    config = json.loads(config_path.read_text())
+    if "quantization_config" not in config:
+        return
+    del config["quantization_config"]
+    staging = config_path.with_name(config_path.name + ".tmp")
+    staging.write_text(json.dumps(config, indent=2) + "\n")
+    os.replace(staging, config_path)
 
 
 def resolve_model_path(model_id: str) -> str:

@@ -38,3 +38,18 @@ def test_embedded_profile_is_auto_and_unknown_names_are_refused():
     assert models.get_profile("embedded").dtype == "auto"
     with pytest.raises(ConfigError, match="Unknown dtype"):
         models._dtype("int8")
+
+
+def test_the_converted_embedded_config_carries_no_gguf_quantization(tmp_path):
+    """A cache converted before the fix is repaired in place: transformers would attach its GGUF quantizer."""
+    import json
+
+    from gag_core.models import _drop_quantization_config
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"model_type": "llama", "quantization_config": {"quant_method": "gguf"}}))
+    _drop_quantization_config(config)
+    assert json.loads(config.read_text()) == {"model_type": "llama"}
+    before = config.stat().st_mtime_ns
+    _drop_quantization_config(config)  # nothing to do: the file is not rewritten
+    assert config.stat().st_mtime_ns == before and not list(tmp_path.glob("*.tmp"))
