@@ -102,7 +102,8 @@ def run_cli(args: list[str], home: Path, log: Path, timeout: float) -> float:
     return time.perf_counter() - start
 
 
-def time_answers(models: dict, home: Path, batches: list[int], n_questions: int, max_new_tokens: int) -> tuple[list[dict], float, float | None]:
+def time_answers(models: dict, home: Path, batches: list[int], n_questions: int,
+                 max_new_tokens: int) -> tuple[list[dict], float, float | None]:
     """Answers through GAG (routed to the domain) per batch size: seconds per batch and answers per second."""
     os.environ["GAG_HOME"] = str(home)
     from gag_core.generation import GenerationOptions
@@ -127,7 +128,8 @@ def time_answers(models: dict, home: Path, batches: list[int], n_questions: int,
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - start
-            rows.append({"route": route, "batch": batch, "answers": len(qs), "s_per_batch": round(seconds / (len(qs) / batch), 3),
+            rows.append({"route": route, "batch": batch, "answers": len(qs),
+                         "s_per_batch": round(seconds / (len(qs) / batch), 3),
                          "answers_per_s": round(len(qs) / seconds, 2)})
             print(rows[-1], flush=True)
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
@@ -153,7 +155,8 @@ def main() -> None:
     home, log = work / "home", work / "cli.log"
     home.mkdir(parents=True, exist_ok=True)
     models = {role: str(work / f"qwen3-{role}") for role in ("base", "expert")}
-    built = [build_model(Path(models[r]), r, args.scale, tokenizer_dir, seed) for r, seed in (("expert", 1), ("base", 2))]
+    built = [build_model(Path(models[r]), r, args.scale, tokenizer_dir, seed)
+             for r, seed in (("expert", 1), ("base", 2))]
     print(built, flush=True)
 
     flags = ["--profile", "paper", "--base", models["base"], "--expert", models["expert"]]

@@ -3,12 +3,13 @@ question's names and numbers are trained with the same answer.
 
 Users ask in phrasings a QA file never wrote. The generator (``stage1.augment_options.paraphrase.generator``,
 ``--qa-generator``; default the profile's base model) reads one question at a time and writes ``variants``
-rewrites, one per line. A rewrite is kept when it is a question, differs from the original and from the other
-kept ones, names every name and number of the original (``key_terms``), does not contain the answer and is not
-more than twice as long, does not contain the original (a generator that repeats the question inside a
-sentence) and keeps at least ``min_overlap`` (0.75) of the original's content words (a small generator drifts:
-"Which colour does the mineral X have?" -> "Which mineral is X?"; with a strong generator lower it). Kept and dropped counts go to ``train-log.jsonl``; results are appended per question
-to ``work/augment/paraphrase.jsonl`` (fsync'd), so a rerun after ``kill -9`` generates no question twice.
+rewrites, one per line. A rewrite is kept when it is a question; differs from the original and from the other
+kept ones; names every name and number of the original (``key_terms``); contains neither the answer nor the
+original (a generator that repeats the question inside a sentence); keeps at least ``min_overlap`` (0.75) of the
+original's content words (a small generator drifts: "Which colour does the mineral X have?" -> "Which mineral is
+X?"; lower it for a strong generator); and is at most about twice as long. Kept and dropped counts go to
+``train-log.jsonl``; results are appended per question to ``work/augment/paraphrase.jsonl`` (fsync'd), so a
+rerun after ``kill -9`` generates no question twice.
 Paraphrases are Stage I examples (``align = false``, the default) or also Stage II's (``align = true``).
 """
 
