@@ -4,11 +4,13 @@
 row's new tokens, its text (cut before the first stop string), why it finished, and the text pieces handed to
 ``on_text`` as tokens arrive. The tracker is the call's stopping criterion, so it sees each step's token
 before ``generate`` decides whether to go on: a row stops on the very step its text reaches a stop string or
-its cancel event is seen, and the call ends when every row has stopped.
+its cancel event is seen, and the call ends when every row has stopped. A batch's prefill reads the prompt
+prefix its rows share once and groups rows by length (gag_core.prefill); the answers are the same.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +18,9 @@ from dataclasses import dataclass, field
 import torch
 
 from .errors import ConfigError
+from .prefill import shared_prefill
+
+PREFILL_ENV = "GAG_PREFILL"  # "plain" turns the shared-prefix prefill off (gag_core.prefill), e.g. to compare
 
 FINISH_REASONS = ("stop", "length", "cancelled")
 
@@ -171,7 +176,8 @@ def generate(model, tokenizer, inputs: dict, options: GenerationOptions | None =
     rows = _Rows(tokenizer, n, options, cancel, on_text)
     sampler = [_Sampler(n, options)] if options.temperature > 0 else []
     with torch.no_grad():
-        model.generate(**inputs, max_new_tokens=options.max_new_tokens, do_sample=False,
+        prepared = shared_prefill(model, inputs) if os.environ.get(PREFILL_ENV, "shared") != "plain" else None
+        model.generate(**(prepared or inputs), max_new_tokens=options.max_new_tokens, do_sample=False,
                        pad_token_id=pad_id(tokenizer), eos_token_id=tokenizer.eos_token_id,
                        logits_processor=LogitsProcessorList(sampler),
                        stopping_criteria=StoppingCriteriaList([rows]))

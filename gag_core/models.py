@@ -250,10 +250,37 @@ def load_causal_lm(model_id: str, *, dtype: str = "float32", device: str | torch
                              "Check the id or folder; Hub models need network access (or HF_HOME with a cache).") from exc
     if not device_map:
         model.to(device or default_device())
+    dense_output_head(model)
     if frozen:
         model.eval()
         model.requires_grad_(False)
     return model
+
+
+def dense_output_head(model) -> None:
+    """Hand the output layer densely laid out inputs. Generation reads the last position's state, a strided
+    slice ``[B, 1, h]`` of ``[B, T, h]``, and PyTorch's CPU bf16 matmul copies the whole transposed output
+    matrix (SmolLM2: 49152 x 576) for such an input on every call. Measured (2-core EPYC, bf16, SmolLM2-135M):
+    the prefill of 8 x 97 tokens 916 -> 548 ms, of 1 x 97 tokens 146 -> 103 ms; dense inputs are untouched."""
+    head = model.get_output_embeddings()
+    if head is not None and not getattr(head, "_gag_dense_input", False):
+        head.register_forward_pre_hook(_dense_input)
+        head._gag_dense_input = True
+
+
+def _dense_input(module, args):
+    x = args[0]
+    if not isinstance(x, torch.Tensor) or x.is_contiguous() and x.stride() == _dense_strides(x.shape):
+        return None
+    return (x.clone(memory_format=torch.contiguous_format), *args[1:])
+
+
+def _dense_strides(shape) -> tuple[int, ...]:
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
 
 
 def chat_template_kwargs(tokenizer) -> dict:
