@@ -211,14 +211,30 @@ def ask_sequential(home: Path, flags: list[str], questions: list[str], max_token
 
 # --- the runs -------------------------------------------------------------------------------------------------
 
+def batch_counts(url: str) -> tuple[float, float]:
+    """(requests answered, generate calls) so far: the sum and count of the server's gag_batch_size histogram."""
+    import httpx2
+
+    values = {}
+    for line in httpx2.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(("gag_batch_size_sum ", "gag_batch_size_count ")):
+            name, value = line.split()
+            values[name] = float(value)
+    return values.get("gag_batch_size_sum", 0.0), values.get("gag_batch_size_count", 0.0)
+
+
 def throughput(url: str, questions: list[str], concurrencies: list[int], max_tokens: int, seq: dict) -> list[dict]:
     rows = []
     for c in concurrencies:
+        before = batch_counts(url)
         r = run_clients(url, questions, c, max_tokens, timeout=600)
+        after = batch_counts(url)
         lat = r["latencies"]
         rows.append({"concurrency": c, "requests": len(questions), "ok": len(lat),
                      "answers_per_s": round(len(lat) / r["wall_s"], 3), "p50_s": round(pct(lat, 50), 3),
-                     "p95_s": round(pct(lat, 95), 3), "ask_answers_per_s": seq["answers_per_s"],
+                     "p95_s": round(pct(lat, 95), 3),
+                     "mean_batch": round((after[0] - before[0]) / max(after[1] - before[1], 1), 2),
+                     "ask_answers_per_s": seq["answers_per_s"],
                      "ask_excl_load_per_s": seq["answers_per_s_excl_load"], "statuses": r["statuses"]})
         print(f"concurrency {c}: {rows[-1]['answers_per_s']} answers/s, p50 {rows[-1]['p50_s']} s", flush=True)
     return rows
@@ -291,7 +307,7 @@ def report(payload: dict, args) -> None:
     by_c = {r["concurrency"]: r["answers_per_s"] for r in rows}
     if 1 in by_c and 8 in by_c:
         payload["speedup_8_vs_1"] = round(by_c[8] / max(by_c[1], 1e-9), 2)
-    columns = ["concurrency", "requests", "ok", "answers_per_s", "p50_s", "p95_s", "ask_answers_per_s",
+    columns = ["concurrency", "requests", "ok", "answers_per_s", "p50_s", "p95_s", "mean_batch", "ask_answers_per_s",
                "ask_excl_load_per_s"]
     print_table(rows, columns, f"gag serve vs sequential gag ask --input — {payload['setup']}")
     print_table(payload["memory"], ["domains", "rss_after_warmup_mb", "rss_peak_mb"], "serving process memory")

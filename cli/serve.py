@@ -43,8 +43,8 @@ def register(app: typer.Typer) -> None:
         domain: list[str] = typer.Option(None, "--domain", "-d", help="Serve only these installed domains "
                                          "(repeat; default: all installed; /admin/reload re-reads them)."),
         max_batch: int = typer.Option(8, "--max-batch", help="Most requests answered in one generate call."),
-        batch_window_ms: float = typer.Option(15.0, "--batch-window-ms", help="How long the worker waits for more "
-                                              "requests after the first before generating."),
+        batch_window_ms: float = typer.Option(15.0, "--batch-window-ms", help="How long the worker waits for one "
+                                              "more request after the latest (at most 4 windows) before generating."),
         max_queue: int = typer.Option(64, "--max-queue", help="Waiting requests beyond which new ones get 429."),
         timeout_s: float = typer.Option(120.0, "--timeout-s", help="Per-request limit, queueing included (504)."),
         max_tokens_cap: int = typer.Option(512, "--max-tokens-cap", help="Largest max_tokens a request may ask."),

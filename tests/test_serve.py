@@ -382,6 +382,36 @@ def test_a_request_that_breaks_its_batch_fails_alone():
     assert fake.batches[0] == 3 and fake.batches[1:] == [1, 1, 1]
 
 
+def test_requests_that_keep_arriving_within_the_window_share_one_batch():
+    fake = FakeService()  # 300 ms window; four requests 150 ms apart span 450 ms, more than one window
+    with _fake_server(fake, batch_window_ms=300, max_batch=8) as url, ThreadPoolExecutor(4) as pool:
+        def ask(i: int):
+            time.sleep(0.15 * i)
+            return post(url, "/v1/chat/completions", {"model": "fake", "messages": [
+                {"role": "user", "content": f"q{i}"}]}, None)
+
+        answers = [f.result(30) for f in [pool.submit(ask, i) for i in range(4)]]
+    assert all(a.status_code == 200 for a in answers)
+    assert fake.batches == [4]
+
+
+def test_requests_sent_as_a_batch_ends_join_the_ones_that_waited_for_it():
+    gate = threading.Event()
+    fake = FakeService(gate=gate)
+    with _fake_server(fake, batch_window_ms=300, max_batch=8) as url, ThreadPoolExecutor(3) as pool:
+        ask = lambda q: post(url, "/v1/chat/completions", {"model": "fake", "messages": [  # noqa: E731
+            {"role": "user", "content": q}]}, None)
+        first = pool.submit(ask, "first")
+        assert fake.started.wait(10)  # the worker holds the first request
+        waited = pool.submit(ask, "waited")
+        time.sleep(0.6)  # it has waited two windows when the batch ends
+        gate.set()
+        assert first.result(10).status_code == 200
+        resent = pool.submit(ask, "resent")  # a client that sends again as soon as it has its answer
+        assert waited.result(10).status_code == resent.result(10).status_code == 200
+    assert fake.batches == [1, 2]
+
+
 def test_serving_beyond_loopback_without_a_key_is_refused_with_the_way_out():
     from typer.testing import CliRunner
 

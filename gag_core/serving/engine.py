@@ -1,7 +1,8 @@
 """The serving engine: a dynamic batcher in front of ``RoutedService.answer_batch``. It knows nothing of HTTP.
 
 Requests wait in a bounded queue (full: ``QueueFullError``, the app's 429). One worker thread takes the first
-waiting request, waits ``batch_window_ms`` for more (up to ``max_batch``), groups them by the generation
+waiting request, waits for more while they keep coming (``batch_window_ms`` after the latest, up to
+``max_batch``; ``_collect``), groups them by the generation
 settings that one ``generate`` call must share, routes the ``auto`` ones in one encoder pass, and answers each
 group with one ``answer_batch`` call; requests for different domains share that call. Every request has its
 own cancel event (a timeout or a client that leaves sets it, and only its row stops) and its own asyncio queue,
@@ -30,6 +31,8 @@ from ..generation import GenerationOptions
 from ..routes import GENERAL, RouteDecision
 from ..service import Query, RoutedService
 from .settings import ServeSettings
+
+BURST_WINDOWS = 4  # the longest a batch waits for company, in batch windows (``Engine._collect``)
 
 log = logging.getLogger(__name__)
 
@@ -285,18 +288,25 @@ class Engine:
                     self._serve(self.service, group)
 
     def _collect(self) -> list[Ticket]:
-        """The first waiting request, plus whatever arrives within the batch window from its arrival (so the
-        requests that piled up while a batch ran go together without waiting again), up to max_batch."""
+        """The first waiting request, plus the ones that follow it closely, up to max_batch: the wait ends one
+        batch window after the latest arrival (or after the worker became free, for requests that piled up
+        while a batch ran), and at most ``BURST_WINDOWS`` windows after that start. A lone request waits one
+        window; clients that all resend when a batch ends, their arrivals spread by the HTTP thread, are not cut
+        in two, and they join the requests that were already waiting."""
+        free = time.monotonic()
         try:
             tickets = [self._queue.get(timeout=0.1)]
         except queue.Empty:
             return []
-        deadline = tickets[0].arrived + self.settings.batch_window_ms / 1000
+        window = self.settings.batch_window_ms / 1000
+        latest = max(tickets[0].arrived, free)
+        cap = latest + BURST_WINDOWS * window
         while len(tickets) < self.settings.max_batch:
             try:
-                tickets.append(self._queue.get(timeout=max(deadline - time.monotonic(), 0)))
+                tickets.append(self._queue.get(timeout=max(min(latest + window, cap) - time.monotonic(), 0)))
             except queue.Empty:
                 break
+            latest = max(latest, tickets[-1].arrived)
         return tickets
 
     def _serve(self, service: RoutedService, tickets: list[Ticket]) -> None:

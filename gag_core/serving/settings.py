@@ -15,7 +15,8 @@ class ServeSettings:
         "help": "key clients send as 'Authorization: Bearer KEY'; None = no key (loopback only)"})
     max_batch: int = field(default=8, metadata={"help": "most requests answered together in one generate call"})
     batch_window_ms: float = field(default=15.0, metadata={
-        "help": "after the first waiting request, how long the worker waits for more before generating"})
+        "help": "how long the worker waits for one more request after the latest (at most 4 windows in all) "
+                "before generating"})
     max_queue: int = field(default=64, metadata={"help": "waiting requests beyond which new ones get 429"})
     timeout_s: float = field(default=120.0, metadata={
         "help": "per request, from arrival to the last token; past it the request is cancelled (504)"})
