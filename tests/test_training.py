@@ -165,6 +165,34 @@ def test_kill_9_then_rerun_resumes_and_finishes(stage, tiny_paths, tmp_path):
         assert any(r.get("event") == "resumed" and r["stage"].startswith(stage) for r in log), log[-5:]
 
 
+def test_kill_9_during_synthetic_qa_then_rerun_generates_only_the_rest(tiny_paths, tmp_path):
+    data = write_data(tmp_path / "data", n=6)
+    config = json.loads(json.dumps(TINY_CONFIG))
+    config["stage1"].update(augment=["synthetic-qa"],
+                            augment_options={"synthetic-qa": {"batch_size": 2, "max_new_tokens": 4}})
+    (data / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "module"
+
+    def generated(run):
+        return [line for line in run.stdout.splitlines() if line.startswith("GENERATED ")]
+
+    killed = run_script(tiny_paths, data, out, kill_at="augment")
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    first = generated(killed)
+    assert len(first) == 2 and not out.exists()  # one batch written, then SIGKILL
+    finished = run_script(tiny_paths, data, out)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    rest = generated(finished)
+    assert rest and not set(rest) & set(first)  # the written batch is read back, never generated again
+    DomainModule.open(out)
+    work = next((Path(os.environ["GAG_HOME"]) / "work").iterdir())
+    rows = (work / "augment" / "synthetic-qa.jsonl").read_text().splitlines()
+    assert len(rows) == len(first) + len(rest)
+    log = [json.loads(line) for line in (work / "train-log.jsonl").read_text().splitlines()]
+    done = [r for r in log if r.get("stage") == "augment-synthetic-qa" and r.get("event") == "done"]
+    assert done and done[-1]["items"] == len(rows)
+
+
 def test_non_finite_loss_stops_with_a_report(tiny_paths, tmp_path):
     from accelerate import Accelerator
 

@@ -1,10 +1,12 @@
 """Train a tiny domain in a subprocess; optionally SIGKILL itself at a chosen point (resume tests).
 
 usage: train_tiny.py BASE EXPERT DATA_DIR OUT [KILL_AT]
-KILL_AT: stage1 | readout | stage2 — the process kills itself with SIGKILL right after the first
-checkpoint / shard of that stage is written.
+KILL_AT: stage1 | readout | stage2 | augment — the process kills itself with SIGKILL right after the first
+checkpoint / shard of that stage (augment: the first batch of generated rows) is written. Every prompt a
+generator-based augmenter generates for is printed as a GENERATED line.
 """
 
+import json
 import os
 import signal
 import sys
@@ -37,6 +39,26 @@ if kill_at in ("stage1", "stage2"):
     import gag_core.training.loop as loop
 
     loop.save_checkpoint = save_then_die
+from gag_core.training import generated  # noqa: E402
+
+original_complete = generated.GeneratorAugmenter.complete
+
+
+def counted_complete(self, generator, prompts, *args, **kwargs):
+    for p in prompts:
+        print("GENERATED", json.dumps(p), flush=True)
+    return original_complete(self, generator, prompts, *args, **kwargs)
+
+
+generated.GeneratorAugmenter.complete = counted_complete
+if kill_at == "augment":
+    original_append = generated.append_objects
+
+    def append_then_die(path, rows):
+        original_append(path, rows)
+        die()
+
+    generated.append_objects = append_then_die
 if kill_at == "readout":
     original_replace = readout_cache.os.replace
 
