@@ -214,12 +214,11 @@ def ask_sequential(home: Path, flags: list[str], questions: list[str], max_token
 def batch_counts(url: str) -> tuple[float, float]:
     """(requests answered, generate calls) so far: the sum and count of the server's gag_batch_size histogram."""
     import httpx2
+    from prometheus_client.parser import text_string_to_metric_families
 
-    values = {}
-    for line in httpx2.get(f"{url}/metrics", timeout=10).text.splitlines():
-        if line.startswith(("gag_batch_size_sum ", "gag_batch_size_count ")):
-            name, value = line.split()
-            values[name] = float(value)
+    text = httpx2.get(f"{url}/metrics", timeout=10).text
+    values = {s.name: s.value for family in text_string_to_metric_families(text) if family.name == "gag_batch_size"
+              for s in family.samples}
     return values.get("gag_batch_size_sum", 0.0), values.get("gag_batch_size_count", 0.0)
 
 
